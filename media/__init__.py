@@ -11,12 +11,12 @@ It imports nothing else of ours (see ``docs/architecture.md``).
 from media.context import CallContext
 from media.ending import Blame, CallEnd, DisconnectReason
 from media.frames import (
+    G722_16K,
     L16_8K,
     L16_16K,
     L16_24K,
     PCMA,
     PCMU,
-    G722_16K,
     AudioFormat,
     AudioFrame,
     DtmfDigit,

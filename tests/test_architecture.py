@@ -67,7 +67,9 @@ def test_layer_imports(path: Path) -> None:
         if layer is None:
             continue
         allowed = ALLOWED[own]
-        assert layer in allowed, f"{path.relative_to(ROOT)} imports {imported} ({own} may import {sorted(allowed)})"
+        assert layer in allowed, (
+            f"{path.relative_to(ROOT)} imports {imported} ({own} may import {sorted(allowed)})"
+        )
 
 
 def test_sip_core_is_sans_io() -> None:
@@ -80,7 +82,9 @@ def test_sip_core_is_sans_io() -> None:
         bad = {m.split(".")[0] for m in _imports(path)} & IO_MODULES
         if bad:
             offenders.append(f"{rel}: {sorted(bad)}")
-    assert not offenders, "SIP protocol core touches I/O, clocks or randomness: " + "; ".join(offenders)
+    assert not offenders, "SIP protocol core touches I/O, clocks or randomness: " + "; ".join(
+        offenders
+    )
 
 
 def test_the_rules_catch_a_violation(tmp_path: Path) -> None:

@@ -1,0 +1,100 @@
+"""Opening an agent's WebSocket, with every failure mapped to a categorised ProviderError.
+
+All adapters connect through ``connect_agent`` so that a refused key, a throttled account,
+an unreachable host and a slow handshake read the same way in every call record.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping
+
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import InvalidHandshake, InvalidStatus, InvalidURI
+from websockets.typing import Subprotocol
+
+from providers.base import (
+    ErrorCategory,
+    ProviderAuthError,
+    ProviderConfigError,
+    ProviderConnectError,
+    ProviderError,
+    ProviderRateLimitError,
+)
+
+logger = logging.getLogger(__name__)
+
+# Agent audio is small, but a provider may batch a few seconds of it into one message.
+MAX_MESSAGE_BYTES = 4 * 1024 * 1024
+
+
+def error_for_status(provider: str, status: int, body: str = "") -> ProviderError:
+    """Classify an HTTP status answered by a provider (handshake or REST)."""
+    detail = f" ({status})"
+    if status in (401, 403):
+        return ProviderAuthError(f"{provider} rejected the API key{detail}", status=status)
+    if status == 429:
+        if "quota" in body.lower() or "insufficient" in body.lower():
+            return ProviderRateLimitError(
+                f"{provider} account is out of quota{detail}",
+                category=ErrorCategory.QUOTA,
+                status=status,
+            )
+        return ProviderRateLimitError(f"{provider} rate-limited the call{detail}", status=status)
+    if status == 404:
+        return ProviderConfigError(
+            f"{provider} endpoint or agent/model not found{detail}", status=status
+        )
+    if 500 <= status < 600:
+        return ProviderError(f"{provider} had a server error{detail}", status=status)
+    return ProviderError(f"{provider} refused the connection{detail}", status=status)
+
+
+async def connect_agent(
+    url: str,
+    *,
+    provider: str,
+    headers: Mapping[str, str] | None = None,
+    connect_timeout: float = 5.0,
+    ping_interval: float | None = 20.0,
+    subprotocols: list[str] | None = None,
+) -> ClientConnection:
+    """Open the WebSocket to an agent within ``connect_timeout`` seconds.
+
+    Keep-alive pings run every ``ping_interval`` seconds (a dead peer closes the socket
+    after another interval). Raises ``ProviderAuthError``, ``ProviderRateLimitError``,
+    ``ProviderConfigError``, ``ProviderConnectError`` or ``ProviderError``.
+    """
+    try:
+        async with asyncio.timeout(connect_timeout):
+            return await connect(
+                url,
+                additional_headers=dict(headers or {}),
+                open_timeout=None,  # the asyncio.timeout above bounds the whole open
+                ping_interval=ping_interval,
+                ping_timeout=ping_interval,
+                close_timeout=2,
+                max_size=MAX_MESSAGE_BYTES,
+                max_queue=64,
+                compression=None,  # audio does not compress; deflate only costs CPU
+                proxy=None,
+                subprotocols=[Subprotocol(p) for p in subprotocols] if subprotocols else None,
+                user_agent_header="Telepath",
+            )
+    except InvalidStatus as exc:
+        status = exc.response.status_code
+        body = exc.response.body.decode("utf-8", "replace") if exc.response.body else ""
+        raise error_for_status(provider, status, body) from exc
+    except InvalidURI as exc:
+        raise ProviderConfigError(f"{provider} endpoint URL is invalid: {url!r}") from exc
+    except TimeoutError as exc:
+        raise ProviderConnectError(
+            f"{provider} did not answer within {connect_timeout:g} s"
+        ) from exc
+    except InvalidHandshake as exc:
+        raise ProviderConnectError(f"{provider} WebSocket handshake failed: {exc}") from exc
+    except OSError as exc:
+        raise ProviderConnectError(
+            f"{provider} could not be reached: {exc.strerror or exc}"
+        ) from exc
