@@ -10,6 +10,7 @@ It imports nothing else of ours (see ``docs/architecture.md``).
 
 from media.context import CallContext
 from media.ending import Blame, CallEnd, DisconnectReason
+from media.errors import FormatMismatchError, MediaError, PayloadError, UnsupportedFormatError
 from media.frames import (
     G722_16K,
     L16_8K,
@@ -41,7 +42,11 @@ __all__ = [
     "DisconnectReason",
     "DtmfDigit",
     "Encoding",
+    "FormatMismatchError",
     "LegEnded",
     "LegEvent",
     "MarkPlayed",
+    "MediaError",
+    "PayloadError",
+    "UnsupportedFormatError",
 ]

@@ -1,0 +1,83 @@
+"""G.711 µ-law (PCMU) and A-law (PCMA) companding, over the C code in ``audioop``.
+
+ITU-T G.711 maps each 16-bit linear sample to one 8-bit code and back; there is no state,
+so these are plain functions of bytes. L16 on our side is signed 16-bit little-endian mono
+(``media.frames.Encoding.L16``). ``audioop`` works in native byte order, so on a
+big-endian host the samples are swapped on the way in and out.
+
+``audioop`` is in the standard library up to Python 3.12 and comes from the
+``audioop-lts`` distribution (same module name) from 3.13 on; the project depends on it
+there. Python 3.11 and 3.12 warn that the module is deprecated; the warning is silenced on
+import because the replacement is that very package.
+
+Silence: µ-law encodes 0 as 0xFF and A-law as 0xD5 (G.711 Tables 1a/2a, the even bits of
+A-law codes are inverted on the wire, hence 0x55 ^ 0x80).
+"""
+
+from __future__ import annotations
+
+import sys
+import warnings
+
+from media.errors import PayloadError
+
+with warnings.catch_warnings():
+    # 3.11/3.12: "'audioop' is deprecated and slated for removal in Python 3.13".
+    warnings.simplefilter("ignore", DeprecationWarning)
+    import audioop
+
+__all__ = [
+    "ALAW_SILENCE",
+    "ULAW_SILENCE",
+    "decode_alaw",
+    "decode_ulaw",
+    "encode_alaw",
+    "encode_ulaw",
+]
+
+_Bytes = bytes | bytearray | memoryview
+
+ULAW_SILENCE = 0xFF
+"""The µ-law code of a zero sample."""
+
+ALAW_SILENCE = 0xD5
+"""The A-law code of a zero sample."""
+
+_SWAP = sys.byteorder != "little"
+
+
+def _l16_in(pcm: _Bytes) -> _Bytes:
+    size = memoryview(pcm).nbytes
+    if size % 2:
+        raise PayloadError(f"L16 payload of {size} bytes is not a whole number of samples")
+    return audioop.byteswap(pcm, 2) if _SWAP else pcm
+
+
+def _l16_out(pcm: bytes) -> bytes:
+    return audioop.byteswap(pcm, 2) if _SWAP else pcm
+
+
+def encode_ulaw(pcm: _Bytes) -> bytes:
+    """µ-law-encode L16 little-endian samples: one byte out per sample in.
+
+    Raises ``PayloadError`` for an odd number of bytes.
+    """
+    return audioop.lin2ulaw(_l16_in(pcm), 2)
+
+
+def decode_ulaw(data: _Bytes) -> bytes:
+    """Decode µ-law bytes to L16 little-endian samples (two bytes out per byte in)."""
+    return _l16_out(audioop.ulaw2lin(data, 2))
+
+
+def encode_alaw(pcm: _Bytes) -> bytes:
+    """A-law-encode L16 little-endian samples: one byte out per sample in.
+
+    Raises ``PayloadError`` for an odd number of bytes.
+    """
+    return audioop.lin2alaw(_l16_in(pcm), 2)
+
+
+def decode_alaw(data: _Bytes) -> bytes:
+    """Decode A-law bytes to L16 little-endian samples (two bytes out per byte in)."""
+    return _l16_out(audioop.alaw2lin(data, 2))
