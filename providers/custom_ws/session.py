@@ -1,0 +1,582 @@
+"""``CustomAgentSession``: a customer's own WebSocket agent behind ``AgentSession``.
+
+This is the asyncio shell around one dialect codec (``telepath_dialect`` or
+``twilio_dialect``): it opens the socket with ``connect_agent``, sends the dialect's opening
+frames, waits for ``accept``, then runs two tasks: a reader that turns agent frames into
+``AgentEvent``s and a writer that drains a bounded send queue. No wire format lives here.
+
+Semantics (docs/agent-protocol.md):
+
+- Agent audio becomes ``AgentAudio`` tagged with a *generation* (``item_id`` = "0", "1",
+  …). The generation advances on the agent's ``clear`` and on an interruption reported
+  by the bridge (``played`` for the current generation), so the bridge can drop stale
+  audio still in flight.
+- Agent marks become ``MarkRequested``; ``mark_played(name)`` sends the echo. Marks whose
+  audio is dropped by a clear are echoed at once in the twilio dialect (Twilio does) and
+  listed in the ``cleared`` notice in the telepath dialect (never echoed).
+- A malformed agent message is logged, counted and reported as a non-fatal ``AgentError``;
+  after ``max_protocol_errors`` of them the session ends with a fatal one.
+- The agent closing the socket mid-call is a fatal ``AgentError`` + ``AgentClosed(error)``,
+  unless it asked for a hang-up or transfer first, or (twilio dialect) it closed cleanly,
+  which is how a Twilio agent ends a ``<Connect><Stream>`` (reported as ``HangupRequested``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+from collections import deque
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+
+from websockets.asyncio.client import ClientConnection
+from websockets.exceptions import ConnectionClosed
+from websockets.frames import CloseCode
+
+from media import AudioFormat, AudioFrame, CallContext, Encoding
+from media.errors import MediaError
+from media.frames import DTMF_DIGITS
+from media.vad import SpeechStarted
+from providers.base import (
+    AgentAudio,
+    AgentClosed,
+    AgentConfig,
+    AgentError,
+    AgentEvent,
+    AgentSession,
+    ClearRequested,
+    DtmfRequested,
+    HangupRequested,
+    MarkRequested,
+    NegotiatedFormats,
+    ProviderConfigError,
+    ProviderConnectError,
+    ProviderError,
+    ProviderProtocolError,
+    TransferRequested,
+)
+from providers.connection import MAX_MESSAGE_BYTES, connect_agent
+from providers.custom_ws.caller_vad import CallerVad
+from providers.custom_ws.event_channel import EventChannel
+from providers.custom_ws.messages import (
+    AcceptReceived,
+    AgentMessage,
+    ClearReceived,
+    Dialect,
+    DtmfReceived,
+    HangupReceived,
+    MalformedAccept,
+    MalformedAgentMessage,
+    MarkReceived,
+    MediaReceived,
+    Outgoing,
+    TransferReceived,
+)
+from providers.custom_ws.options import CustomAgentOptions
+from providers.custom_ws.telepath_dialect import TelepathDialect
+from providers.custom_ws.twilio_dialect import DEFAULT_ACCOUNT_SID, TwilioDialect, twilio_call_sid
+
+logger = logging.getLogger(__name__)
+
+PROVIDER = "custom agent"
+EVENT_QUEUE_SIZE = 256  # agent events not yet taken by the bridge; the reader waits beyond
+CONTROL_QUEUE_SIZE = 4096  # dtmf, mark echoes, notices: small, bounded by marks and keys
+STOP_TIMEOUT = 1.0  # seconds to hand the final ``stop`` to a slow agent
+
+
+@dataclass(slots=True)
+class CustomAgentStats:
+    """Counters for the call record and metrics."""
+
+    malformed_messages: int = 0
+    dropped_caller_frames: int = 0
+    dropped_marks: int = 0
+    agent_frames: int = 0
+
+
+class CustomAgentSession(AgentSession):
+    """A conversation with a customer's WebSocket agent (``provider="custom"``).
+
+    ``config.endpoint`` is the agent's ``ws://`` or ``wss://`` URL, ``config.headers`` go
+    on the handshake (e.g. ``Authorization``), ``config.options`` are read by
+    ``CustomAgentOptions``. ``token_hex`` is the random source for the twilio dialect's
+    ``streamSid`` (injected so tests are deterministic).
+    """
+
+    def __init__(
+        self, config: AgentConfig, *, token_hex: Callable[[int], str] = secrets.token_hex
+    ) -> None:
+        self._config = config
+        self._token_hex = token_hex
+        self.stats = CustomAgentStats()
+        self._options = CustomAgentOptions()
+        self._dialect: Dialect | None = None
+        self._ws: ClientConnection | None = None
+        self._formats: NegotiatedFormats | None = None
+        self._call_id = ""
+        self._events = EventChannel(EVENT_QUEUE_SIZE)
+        self._outbox: deque[AudioFrame | Outgoing] = deque()  # in order, audio encoded late
+        self._queued_audio = 0
+        self._queued_control = 0
+        self._wakeup = asyncio.Event()
+        self._reader: asyncio.Task[None] | None = None
+        self._writer: asyncio.Task[None] | None = None
+        self._early: str | bytes | None = None
+        self._generation = 0
+        self._cut_reported: set[int] = set()
+        self._pending_marks: deque[str] = deque()
+        self._dropped_marks: list[str] = []
+        self._out_ms = 0.0
+        self._ending_requested = False
+        self._closing = False
+        self._closed = asyncio.Event()
+        self._close_started = False
+        self._dead = False
+        self._vad: CallerVad | None = None
+
+    # --- opening ---
+
+    @property
+    def formats(self) -> NegotiatedFormats | None:
+        """The negotiated formats, once ``open`` has returned."""
+        return self._formats
+
+    @property
+    def dialect(self) -> Dialect | None:
+        """The dialect codec in use, once ``open`` has started."""
+        return self._dialect
+
+    async def open(self, context: CallContext, preferred: AudioFormat) -> NegotiatedFormats:
+        """Connect, send ``start`` (twilio: ``connected`` + ``start``), await ``accept``.
+
+        Raises ``ProviderConfigError`` (bad options, no endpoint), the categorised errors
+        of ``connect_agent``, ``ProviderConnectError`` if the agent closes during the
+        handshake, ``ProviderProtocolError`` for an ``accept`` we cannot honour.
+        """
+        if self._close_started or self._dialect is not None:
+            raise ProviderConfigError("a custom agent session can be opened only once")
+        self._call_id = context.call_id
+        try:
+            return await self._open(context, preferred)
+        except BaseException as exc:
+            error = exc if isinstance(exc, ProviderError) else None
+            await self._shutdown(reason="", error=error, send_stop=False)
+            raise
+
+    async def _open(self, context: CallContext, preferred: AudioFormat) -> NegotiatedFormats:
+        self._options = options = CustomAgentOptions.from_options(self._config.options)
+        if not self._config.endpoint:
+            raise ProviderConfigError("custom agent trunk has no endpoint URL")
+        dialect: Dialect
+        if options.dialect == "twilio":
+            dialect = TwilioDialect(
+                stream_sid="MZ" + self._token_hex(16),
+                call_sid=twilio_call_sid(context.call_id),
+                account_sid=options.account_sid or DEFAULT_ACCOUNT_SID,
+                max_payload_bytes=options.max_payload_bytes,
+            )
+        else:
+            dialect = TelepathDialect(
+                binary_audio=options.binary_audio,
+                vad_events=options.vad_events,
+                max_payload_bytes=options.max_payload_bytes,
+            )
+        self._dialect = dialect
+        ws = await connect_agent(
+            self._config.endpoint,
+            provider=PROVIDER,
+            headers=self._config.headers,
+            connect_timeout=self._config.connect_timeout,
+            ping_interval=self._config.ping_interval or None,
+        )
+        if self._closing:  # close() ran while we were connecting
+            await ws.close()
+            raise ProviderConnectError(f"{PROVIDER} session was closed while opening")
+        self._ws = ws
+        offered = dialect.offer(preferred)
+        accepted: AudioFormat | None = None
+        try:
+            for frame in dialect.opening(context, offered):
+                await ws.send(frame)
+            if dialect.negotiates:
+                accepted = await self._await_accept(ws, dialect, options.accept_timeout)
+        except ConnectionClosed as exc:
+            raise ProviderConnectError(
+                f"{PROVIDER} closed the connection during the start handshake ({_close_text(exc)})"
+            ) from exc
+        if self._closing:
+            raise ProviderConnectError(f"{PROVIDER} session was closed while opening")
+        self._formats = dialect.negotiated(offered, accepted)
+        if options.vad_events and dialect.name == "telepath":
+            self._vad = CallerVad(self._formats.input)
+        logger.info(
+            "call_id=%s custom agent open, dialect=%s in=%s out=%s",
+            self._call_id,
+            dialect.name,
+            self._formats.input,
+            self._formats.output,
+        )
+        self._reader = asyncio.create_task(
+            self._read(ws, dialect), name=f"agent-read-{self._call_id}"
+        )
+        self._writer = asyncio.create_task(
+            self._write(ws, dialect), name=f"agent-write-{self._call_id}"
+        )
+        return self._formats
+
+    async def _await_accept(
+        self, ws: ClientConnection, dialect: Dialect, wait: float
+    ) -> AudioFormat | None:
+        """The agent's first message within ``wait`` s: an ``accept`` picks the format;
+        anything else (or silence) takes the offer, and the message is handled as usual."""
+        try:
+            async with asyncio.timeout(wait):
+                first = await ws.recv()
+        except TimeoutError:
+            return None
+        try:
+            message = dialect.parse(first)
+        except MalformedAccept as exc:
+            raise ProviderProtocolError(
+                f"{PROVIDER} answered start with an unusable accept: {exc.message}"
+            ) from exc
+        except MalformedAgentMessage:
+            self._early = first  # reported by the reader, like any malformed message
+            return None
+        if isinstance(message, AcceptReceived):
+            return message.format
+        self._early = first
+        return None
+
+    async def answered(self) -> None:
+        """Nothing to send: the agent had everything in ``start``."""
+
+    # --- caller → agent ---
+
+    def send_audio(self, frame: AudioFrame) -> None:
+        """Queue caller audio; when the queue is full the oldest frame is dropped (counted)."""
+        if self._writer is None or self._closing or self._dead:
+            return
+        if self._queued_audio >= self._options.send_queue_frames:
+            self._drop_oldest_audio()
+            self.stats.dropped_caller_frames += 1
+            if self.stats.dropped_caller_frames % 50 == 1:
+                logger.warning(
+                    "call_id=%s custom agent reads too slowly, %d caller frames dropped",
+                    self._call_id,
+                    self.stats.dropped_caller_frames,
+                )
+        self._outbox.append(frame)
+        self._queued_audio += 1
+        self._wakeup.set()
+        if self._vad is not None:
+            self._run_vad(frame)
+
+    def _run_vad(self, frame: AudioFrame) -> None:
+        assert self._vad is not None
+        try:
+            events = self._vad.feed(frame)
+        except MediaError as exc:
+            logger.warning("call_id=%s caller audio unusable for VAD: %s", self._call_id, exc)
+            return
+        for event in events:
+            if isinstance(event, SpeechStarted):
+                self.caller_speech_started(event.at_ms)
+            else:
+                self.caller_speech_stopped(event.at_ms)
+
+    def _drop_oldest_audio(self) -> None:
+        for index, item in enumerate(self._outbox):
+            if isinstance(item, AudioFrame):
+                del self._outbox[index]
+                self._queued_audio -= 1
+                return
+
+    def send_dtmf(self, digit: str) -> None:
+        """Tell the agent the caller pressed ``digit`` (one of ``0-9*#A-D``)."""
+        if self._dialect is None or len(digit) != 1 or digit.upper() not in DTMF_DIGITS:
+            return
+        self._queue_control(self._dialect.dtmf(digit.upper()))
+
+    def mark_played(self, name: str) -> None:
+        """Echo the agent's mark ``name``, once, if the agent is still waiting for it."""
+        if self._dialect is None:
+            return
+        try:
+            self._pending_marks.remove(name)
+        except ValueError:
+            logger.debug("call_id=%s mark %r played but not pending", self._call_id, name)
+            return
+        self._queue_control(self._dialect.mark(name))
+
+    def played(self, item_id: str, played_ms: int) -> None:
+        """After an interruption: the caller heard ``played_ms`` of generation ``item_id``.
+
+        If ``item_id`` is the current generation the bridge interrupted on its own, so the
+        generation advances as if the agent had sent ``clear``. The telepath dialect then
+        sends one ``cleared`` notice per generation; the twilio dialect sends nothing.
+        """
+        if self._dialect is None:
+            return
+        try:
+            generation = int(item_id)
+        except ValueError:
+            logger.debug("call_id=%s played() for foreign item %r", self._call_id, item_id)
+            return
+        if generation == self._generation:
+            self._cut_generation()
+        if generation in self._cut_reported or generation > self._generation:
+            return
+        self._cut_reported.add(generation)
+        dropped, self._dropped_marks = self._dropped_marks, []
+        notice = self._dialect.cleared(generation, max(0, played_ms), dropped)
+        if notice is not None:
+            self._queue_control(notice)
+
+    def caller_speech_started(self, timestamp_ms: int) -> None:
+        """Our VAD heard the caller start speaking; sent only if the trunk enabled it."""
+        if self._dialect is not None:
+            self._queue_control(self._dialect.speech_started(timestamp_ms))
+
+    def caller_speech_stopped(self, timestamp_ms: int) -> None:
+        """Our VAD heard the caller stop speaking; sent only if the trunk enabled it."""
+        if self._dialect is not None:
+            self._queue_control(self._dialect.speech_stopped(timestamp_ms))
+
+    def _queue_control(self, frame: Outgoing | None) -> None:
+        if frame is None or self._writer is None or self._closing or self._dead:
+            return
+        if self._queued_control >= CONTROL_QUEUE_SIZE:
+            logger.warning("call_id=%s custom agent control queue full, dropping", self._call_id)
+            return
+        self._outbox.append(frame)
+        self._queued_control += 1
+        self._wakeup.set()
+
+    async def _write(self, ws: ClientConnection, dialect: Dialect) -> None:
+        # One queue, in the order things happened (a key press stays after the audio
+        # before it). Audio is encoded here, not on queueing, so sequence numbers never
+        # skip a dropped frame.
+        try:
+            while True:
+                await self._wakeup.wait()
+                self._wakeup.clear()
+                while self._outbox:
+                    await ws.send(self._next_frame(dialect))
+        except ConnectionClosed:
+            return  # the reader reports how and why
+
+    def _next_frame(self, dialect: Dialect) -> Outgoing:
+        item = self._outbox.popleft()
+        if isinstance(item, AudioFrame):
+            self._queued_audio -= 1
+            return dialect.media(item)
+        self._queued_control -= 1
+        return item
+
+    # --- agent → bridge ---
+
+    def events(self) -> AsyncIterator[AgentEvent]:
+        """The agent's events, ending with ``AgentClosed``. One consumer only."""
+        return self._events.__aiter__()
+
+    async def _read(self, ws: ClientConnection, dialect: Dialect) -> None:
+        error: ProviderError | None = None
+        last: list[AgentEvent] = []
+        try:
+            if self._early is not None:
+                early, self._early = self._early, None
+                await self._handle(dialect, early)
+            async for data in ws:
+                await self._handle(dialect, data)
+            last, error = self._agent_closed(dialect, ws.close_code, ws.close_reason or "", ok=True)
+        except ConnectionClosed as exc:
+            last, error = self._agent_closed(dialect, _code(exc), _reason(exc), ok=False)
+        except _TooManyErrors as exc:
+            error = exc.error
+            last = [AgentError(error, fatal=True)]
+        if self._closing:
+            return  # close() finishes the channel itself
+        self._dead = True  # nothing more is sent: send_audio() and friends become no-ops
+        self._events.finish(*last, closed=AgentClosed(error))
+        if self._writer is not None:
+            self._writer.cancel()
+        if error is not None:
+            # Protocol abuse: we end it, politely; nothing more to read or send.
+            with contextlib.suppress(Exception):
+                await ws.close(CloseCode.POLICY_VIOLATION, "protocol errors")
+
+    def _agent_closed(
+        self, dialect: Dialect, code: int | None, reason: str, *, ok: bool
+    ) -> tuple[list[AgentEvent], ProviderError | None]:
+        if self._closing:
+            return [], None
+        if ok and self._ending_requested:
+            return [], None
+        if ok and dialect.name == "twilio":
+            # A Twilio agent ends <Connect><Stream> by closing the socket (TW-CONNECT).
+            return [HangupRequested("agent closed the stream")], None
+        error: ProviderError
+        if code == CloseCode.MESSAGE_TOO_BIG:
+            error = ProviderProtocolError(
+                f"{PROVIDER} sent a message larger than {MAX_MESSAGE_BYTES} bytes"
+            )
+        else:
+            error = ProviderConnectError(
+                f"{PROVIDER} closed the connection mid-call (code {code}"
+                + (f", {reason[:120]!r})" if reason else ")")
+            )
+        logger.warning("call_id=%s %s", self._call_id, error.message)
+        return [AgentError(error, fatal=True)], error
+
+    async def _handle(self, dialect: Dialect, data: str | bytes) -> None:
+        self.stats.agent_frames += 1
+        try:
+            message = dialect.parse(data)
+            event = self._apply(message)
+        except MalformedAgentMessage as exc:
+            await self._protocol_error(exc)
+            return
+        if event is not None:
+            await self._events.put(event)
+
+    def _apply(self, message: AgentMessage) -> AgentEvent | None:
+        """Update the session for one agent message; return the event for the bridge."""
+        assert self._formats is not None  # set before the reader starts
+        if isinstance(message, MediaReceived):
+            out = self._formats.output
+            if not message.payload:
+                return None
+            if out.encoding is Encoding.L16 and len(message.payload) % 2:
+                raise MalformedAgentMessage("L16 payload with an odd number of bytes")
+            frame = AudioFrame(
+                out,
+                message.payload,
+                timestamp=int(self._out_ms),
+                received_at=asyncio.get_running_loop().time(),
+            )
+            self._out_ms += frame.duration_ms
+            return AgentAudio(frame, item_id=str(self._generation))
+        if isinstance(message, MarkReceived):
+            if len(self._pending_marks) >= self._options.max_pending_marks:
+                self._pending_marks.popleft()
+                self.stats.dropped_marks += 1
+            self._pending_marks.append(message.name)
+            return MarkRequested(message.name)
+        if isinstance(message, ClearReceived):
+            self._cut_generation()
+            return ClearRequested()
+        if isinstance(message, HangupReceived):
+            self._ending_requested = True
+            return HangupRequested(message.reason)
+        if isinstance(message, TransferReceived):
+            self._ending_requested = True
+            return TransferRequested(message.target)
+        if isinstance(message, DtmfReceived):
+            return DtmfRequested(message.digits)
+        raise MalformedAgentMessage("'accept' is only valid as the answer to 'start'")
+
+    def _cut_generation(self) -> None:
+        """The audio of the current generation was cut: start the next one, settle marks."""
+        self._generation += 1
+        pending = list(self._pending_marks)
+        self._pending_marks.clear()
+        assert self._dialect is not None
+        if self._dialect.echoes_marks_on_clear:
+            # TW-WSM: clear "causes any mark messages to be sent back to your WebSocket server".
+            for name in pending:
+                self._queue_control(self._dialect.mark(name))
+        else:
+            self._dropped_marks.extend(pending)
+            del self._dropped_marks[: -self._options.max_pending_marks]
+
+    async def _protocol_error(self, exc: MalformedAgentMessage) -> None:
+        self.stats.malformed_messages += 1
+        count = self.stats.malformed_messages
+        if count <= 10 or count % 100 == 0:
+            logger.warning(
+                "call_id=%s malformed message from custom agent (#%d): %s",
+                self._call_id,
+                count,
+                exc.message,
+            )
+        if count >= self._options.max_protocol_errors:
+            raise _TooManyErrors(
+                ProviderProtocolError(f"{PROVIDER} sent {count} malformed messages")
+            )
+        await self._events.put(AgentError(exc, fatal=False))
+
+    # --- closing ---
+
+    async def close(self, reason: str = "") -> None:
+        """Send ``stop`` (with ``reason``), close the socket, end the tasks. Idempotent."""
+        if self._close_started:
+            await self._closed.wait()
+            return
+        await self._shutdown(reason=reason, error=None, send_stop=True)
+
+    async def _shutdown(self, *, reason: str, error: ProviderError | None, send_stop: bool) -> None:
+        if self._close_started:
+            await self._closed.wait()
+            return
+        self._close_started = True
+        self._closing = True
+        try:
+            tasks = [t for t in (self._writer, self._reader) if t is not None]
+            if self._writer is not None:  # no two senders: the writer stops first
+                self._writer.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await self._writer
+            ws, dialect = self._ws, self._dialect
+            if ws is not None:
+                if send_stop and dialect is not None and self._reader is not None:
+                    # Control frames already queued (mark echoes, key presses) still go out,
+                    # then ``stop``; caller audio not yet sent is moot now.
+                    with contextlib.suppress(ConnectionClosed, TimeoutError, OSError):
+                        async with asyncio.timeout(STOP_TIMEOUT):
+                            while self._outbox:
+                                item = self._outbox.popleft()
+                                if not isinstance(item, AudioFrame):
+                                    await ws.send(item)
+                            await ws.send(dialect.stop(reason))
+                with contextlib.suppress(Exception):
+                    await ws.close(CloseCode.NORMAL_CLOSURE, reason[:120])
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+            self._outbox.clear()
+            self._queued_audio = self._queued_control = 0
+            self._events.finish(closed=AgentClosed(error))
+        finally:
+            self._closed.set()
+
+
+class _TooManyErrors(Exception):
+    """Internal: the agent crossed ``max_protocol_errors``; the reader ends the session."""
+
+    def __init__(self, error: ProviderProtocolError) -> None:
+        super().__init__(error.message)
+        self.error = error
+
+
+def _code(exc: ConnectionClosed) -> int | None:
+    if exc.sent is not None and exc.sent.code == CloseCode.MESSAGE_TOO_BIG:
+        return exc.sent.code  # we refused an oversized message (websockets max_size)
+    if exc.rcvd is not None:
+        return exc.rcvd.code
+    if exc.sent is not None:
+        return exc.sent.code
+    return None
+
+
+def _reason(exc: ConnectionClosed) -> str:
+    return exc.rcvd.reason if exc.rcvd is not None else ""
+
+
+def _close_text(exc: ConnectionClosed) -> str:
+    code = _code(exc)
+    return "no close frame" if code is None else f"code {code}"
