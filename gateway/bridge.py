@@ -1,0 +1,954 @@
+"""The ``CallBridge``: one per call, joining a ``CallLeg`` to an ``AgentSession``.
+
+Calling protocol (ingress side)::
+
+    bridge = CallBridge(leg, create_session(config), BridgeOptions(max_duration=3600))
+    bridge.prepare()                 # right after auth, while the call rings: opens the agent
+    result = await bridge.run()      # answers when the agent is ready; returns at the end
+    bridge.end(CallEnd(...))         # from elsewhere (API hang-up, shutdown): ends the call
+
+``run`` never raises for anything the caller, the carrier or the agent does: every path
+ends in a classified ``CallEnd`` inside the returned ``BridgeResult``, the leg answered
+and hung up (or rejected), the agent session closed, and no task of the bridge left
+running. After ``prepare()`` the owner must await ``run()`` (call ``end()`` first to
+refuse the call).
+
+What flows where (docs/architecture.md, "A call, step by step")::
+
+    leg.events()  ─ AudioFrame ─▶ inbound converter ─▶ session.send_audio
+                  ─ DtmfDigit  ─▶ session.send_dtmf
+                  ─ MarkPlayed ─▶ heard-ms accounting / session.mark_played
+                  ─ LegEnded   ─▶ end of call (leg already gone)
+    session.events() ─ AgentAudio ─▶ outbound converter ─▶ 20 ms rechunker ─▶ playout
+                     queue (bounded) ─▶ leg.play + leg.mark, at most ``playout_lead_ms``
+                     ahead of what the leg has acknowledged
+                     ─ AgentInterrupted ─▶ leg.clear(), then session.played(item, heard)
+
+Formats are negotiated once: ``session.open(context, preferred=leg.format)`` returns
+what the agent takes and produces, and one converter per direction is chosen
+(``media.converters.make_converter``; identity when the formats are equal, so PCMU
+crosses byte for byte).
+
+How much of an item the caller heard: every frame handed to the leg is followed by a
+``mark`` named ``tp:<epoch>:<cumulative ms of the item>:<item id>``. The leg acknowledges
+a mark exactly when the audio before it has been sent, so the last acknowledged mark of
+an item is what the caller heard, to within the one frame whose acknowledgement may still
+be on its way. ``clear()`` starts a new epoch: the leg acknowledges the marks behind the
+dropped audio at once, and those old-epoch acknowledgements are ignored.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import OrderedDict, deque
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from gateway.leg import CallLeg
+from gateway.turns import CallMetrics, TimelineEntry, TurnTracker
+from media import AudioFormat, AudioFrame, Blame, CallEnd, DisconnectReason, Encoding
+from media.chunking import Rechunker
+from media.converters import Converter, make_converter
+from media.errors import MediaError
+from media.frames import DTMF_DIGITS, DtmfDigit, LegEnded, MarkPlayed
+from media.vad import SpeechStopped, VoiceActivityDetector
+from providers.base import (
+    AgentAudio,
+    AgentClosed,
+    AgentError,
+    AgentEvent,
+    AgentInterrupted,
+    AgentSession,
+    CallerSpeechStarted,
+    CallerSpeechStopped,
+    ClearRequested,
+    DtmfRequested,
+    ErrorCategory,
+    HangupRequested,
+    MarkRequested,
+    NegotiatedFormats,
+    ProviderError,
+    ResponseDone,
+    TransferRequested,
+)
+
+logger = logging.getLogger(__name__)
+
+_OUR_MARK = "tp"
+_AGENT_MARK = "agent:"
+_ITEMS_REMEMBERED = 16  # per-item accounting kept for the latest items only (flat memory)
+_MAX_DTMF = 32  # digits an agent may send in one request
+
+
+@dataclass(frozen=True, slots=True)
+class BridgeOptions:
+    """How one call is bridged.
+
+    ``agent_ready_timeout``: seconds from ``prepare()`` for the agent to be ready before
+    the call is refused with 503 (``AGENT_UNREACHABLE``). ``max_duration``: seconds from
+    answer (the trunk's limit), ``None`` for none. ``playout_queue_frames``: agent audio
+    held for playout (agents send faster than real time); when full the oldest frame is
+    dropped and counted. ``playout_lead_ms``: how far ahead of what has been sent the leg
+    is fed (bounds what ``clear()`` must drop). ``run_vad``: run our own VAD on caller audio
+    for turn latency, for providers that report no ``CallerSpeechStopped`` (the provider's
+    events win once it sends any). ``hangup_drain_timeout``: after the agent asks to hang
+    up, how long its last words may play out first. ``teardown_timeout``: bound on each of
+    ``leg.hangup``/``leg.reject``/``session.close`` at the end.
+    """
+
+    agent_ready_timeout: float = 5.0
+    max_duration: float | None = None
+    playout_queue_frames: int = 3000
+    playout_lead_ms: int = 200
+    frame_ms: int = 20
+    run_vad: bool = False
+    hangup_drain_timeout: float = 5.0
+    teardown_timeout: float = 2.0
+
+    def __post_init__(self) -> None:
+        if self.agent_ready_timeout <= 0 or self.teardown_timeout <= 0:
+            raise ValueError("timeouts must be positive")
+        if self.max_duration is not None and self.max_duration <= 0:
+            raise ValueError("max_duration must be positive (or None)")
+        if self.frame_ms <= 0 or self.playout_lead_ms < self.frame_ms:
+            raise ValueError("playout_lead_ms must hold at least one frame")
+        if self.playout_queue_frames < 1 or self.hangup_drain_timeout < 0:
+            raise ValueError("playout_queue_frames must be >= 1, hangup_drain_timeout >= 0")
+
+
+@dataclass(frozen=True, slots=True)
+class BridgeResult:
+    """How a bridged call went. Times are on the bridge's clock (seconds)."""
+
+    end: CallEnd
+    started_at: float
+    answered_at: float | None
+    ended_at: float
+    formats: NegotiatedFormats | None
+    metrics: CallMetrics
+    timeline: tuple[TimelineEntry, ...]
+
+    @property
+    def answer_delay_ms(self) -> float | None:
+        """From ``prepare()`` (ringing) to answer; ``None`` if never answered."""
+        if self.answered_at is None:
+            return None
+        return (self.answered_at - self.started_at) * 1000
+
+    @property
+    def talk_ms(self) -> float:
+        """From answer to end; 0 if never answered."""
+        if self.answered_at is None:
+            return 0.0
+        return (self.ended_at - self.answered_at) * 1000
+
+
+@dataclass(frozen=True, slots=True)
+class Handout:
+    """What to give the leg next: ``play(frame)`` if there is one, then ``mark(mark)``."""
+
+    mark: str
+    frame: AudioFrame | None = None
+    item_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Cleared:
+    """The outcome of ``PlayoutLedger.clear``.
+
+    ``heard``: for each item whose audio was cut, how many ms the caller heard, to report
+    with ``AgentSession.played``. ``agent_marks``: the agent's marks that were queued
+    behind the dropped audio, to acknowledge at once (as the leg does for its own queue).
+    """
+
+    heard: tuple[tuple[str, int], ...]
+    agent_marks: tuple[str, ...]
+    was_playing: bool
+
+
+@dataclass(slots=True)
+class _Queued:
+    item_id: str
+    frame: AudioFrame
+
+
+class PlayoutLedger:
+    """Agent audio on its way to the caller, and what the caller has heard of each item.
+
+    Sans-I/O: frames go in with ``push``; ``pull`` hands out what the leg may take now
+    (never more than ``lead_frames`` frames ahead of what it acknowledged), each frame
+    followed by a mark ``tp:<epoch>:<cumulative ms of its item>:<item id>``; the leg's
+    ``MarkPlayed`` names go back in through ``acknowledged``. ``clear`` (barge-in) starts a
+    new epoch, so the acknowledgements the leg sends for marks behind the dropped audio
+    are ignored, and returns what the caller heard of each cut item.
+
+    Memory is bounded: at most ``max_frames`` queued (the oldest frame is dropped and
+    counted in ``dropped``), per-item figures for the latest ``items_remembered`` items.
+    """
+
+    def __init__(self, *, max_frames: int, lead_frames: int, items_remembered: int = 16) -> None:
+        self._max_frames = max_frames
+        self._lead = lead_frames
+        self._items_remembered = items_remembered
+        self._queue: deque[_Queued | str] = deque()
+        self._queued_frames = 0
+        self._in_flight = 0
+        self._epoch = 0
+        self._sent_ms: OrderedDict[str, int] = OrderedDict()
+        self._heard_ms: dict[str, int] = {}
+        self._interrupted: deque[str] = deque(maxlen=items_remembered)
+        self.dropped = 0
+        """Frames dropped because the queue was full."""
+
+    @property
+    def queued_frames(self) -> int:
+        """Frames waiting to be handed to the leg."""
+        return self._queued_frames
+
+    @property
+    def in_flight(self) -> int:
+        """Frames handed to the leg and not yet acknowledged as sent."""
+        return self._in_flight
+
+    @property
+    def drained(self) -> bool:
+        """Everything pushed has been sent to the caller."""
+        return not self._queued_frames and not self._in_flight
+
+    def heard_ms(self, item_id: str) -> int:
+        """Milliseconds of ``item_id`` acknowledged as sent (0 if unknown)."""
+        return self._heard_ms.get(item_id, 0)
+
+    def is_interrupted(self, item_id: str) -> bool:
+        """``item_id`` was cut by a barge-in: its late audio must be dropped."""
+        return item_id in self._interrupted
+
+    def push(self, item_id: str, frame: AudioFrame) -> None:
+        """Queue a frame of ``item_id``; when full, the oldest queued frame is dropped."""
+        if item_id not in self._sent_ms:
+            self._sent_ms[item_id] = 0
+            while len(self._sent_ms) > self._items_remembered:
+                old, _ = self._sent_ms.popitem(last=False)
+                self._heard_ms.pop(old, None)
+        if self._queued_frames >= self._max_frames:
+            for index, entry in enumerate(self._queue):
+                if isinstance(entry, _Queued):
+                    del self._queue[index]
+                    self._queued_frames -= 1
+                    self.dropped += 1
+                    break
+        self._queue.append(_Queued(item_id, frame))
+        self._queued_frames += 1
+
+    def push_agent_mark(self, name: str) -> None:
+        """Queue the agent's mark behind the audio queued so far."""
+        self._queue.append(_AGENT_MARK + name)
+
+    def pull(self) -> list[Handout]:
+        """What the leg may take now: frames (each with our mark) and agent marks, in order."""
+        out: list[Handout] = []
+        while self._queue and self._in_flight < self._lead:
+            entry = self._queue.popleft()
+            if isinstance(entry, str):
+                out.append(Handout(entry))
+                continue
+            self._queued_frames -= 1
+            sent = self._sent_ms.get(entry.item_id, 0) + round(entry.frame.duration_ms)
+            if entry.item_id in self._sent_ms:
+                self._sent_ms[entry.item_id] = sent
+            self._in_flight += 1
+            mark = f"{_OUR_MARK}:{self._epoch}:{sent}:{entry.item_id}"
+            out.append(Handout(mark, entry.frame, entry.item_id))
+        return out
+
+    def acknowledged(self, name: str) -> str | None:
+        """The leg sent everything before mark ``name``; returns the agent's own mark name
+        to pass on with ``AgentSession.mark_played``, if it was one."""
+        if name.startswith(_AGENT_MARK):
+            return name[len(_AGENT_MARK) :]
+        prefix, _, rest = name.partition(":")
+        epoch, _, rest = rest.partition(":")
+        ms, _, item_id = rest.partition(":")
+        if prefix != _OUR_MARK or epoch != str(self._epoch) or not ms.isdigit():
+            return None  # acknowledges audio dropped by clear(), or not ours at all
+        self._in_flight = max(0, self._in_flight - 1)
+        if item_id in self._sent_ms:
+            self._heard_ms[item_id] = int(ms)
+        return None
+
+    def clear(
+        self, item_id: str | None = None, *, pending: str | None = None, truncate: bool = True
+    ) -> Cleared:
+        """Drop everything not yet sent (call right after ``leg.clear()``).
+
+        ``item_id``: the item the agent says was interrupted, if it says. ``pending``: an
+        item with audio held back outside the ledger (the rechunker's remainder). With
+        ``truncate`` the cut items are remembered as interrupted (``is_interrupted``).
+        """
+        known = set(self._sent_ms)
+        if pending is not None:
+            known.add(pending)
+        affected: list[str] = []
+
+        def add(item: str) -> None:
+            if item in known and item not in affected:
+                affected.append(item)
+
+        if item_id is not None:
+            add(item_id)
+        for entry in self._queue:
+            if isinstance(entry, _Queued):
+                add(entry.item_id)
+        for item, sent in self._sent_ms.items():
+            if sent > self._heard_ms.get(item, 0):
+                add(item)
+        if pending is not None:
+            add(pending)
+        was_playing = bool(self._queued_frames or self._in_flight or pending is not None)
+        agent_marks = tuple(e[len(_AGENT_MARK) :] for e in self._queue if isinstance(e, str))
+
+        self._epoch += 1
+        self._in_flight = 0
+        self._queue.clear()
+        self._queued_frames = 0
+        if truncate and item_id is not None and item_id not in self._interrupted:
+            self._interrupted.append(item_id)
+        heard: list[tuple[str, int]] = []
+        for item in affected:
+            if truncate and item not in self._interrupted:
+                self._interrupted.append(item)
+            ms = self._heard_ms.get(item, 0)
+            if item in self._sent_ms:
+                self._sent_ms[item] = ms  # what was dropped was never sent
+            heard.append((item, ms))
+        return Cleared(tuple(heard), agent_marks, was_playing)
+
+    def reset(self) -> None:
+        """Forget the queue (the call is over)."""
+        self._queue.clear()
+        self._queued_frames = 0
+        self._in_flight = 0
+
+
+def _agent_failure(error: ProviderError, *, at_open: bool) -> CallEnd:
+    """Classify an agent failure: unreachable at open, otherwise an agent error."""
+    if at_open and error.category is ErrorCategory.CONNECTIVITY:
+        return CallEnd(
+            DisconnectReason.AGENT_UNREACHABLE, Blame.AI_AGENT, error.message, sip_status=503
+        )
+    return CallEnd(
+        DisconnectReason.AGENT_ERROR,
+        Blame.AI_AGENT,
+        error.message,
+        sip_status=503 if at_open else None,
+    )
+
+
+class CallBridge:
+    """Pumps one call between a leg and an agent. See the module docstring."""
+
+    def __init__(
+        self,
+        leg: CallLeg,
+        session: AgentSession,
+        options: BridgeOptions | None = None,
+        *,
+        clock: Callable[[], float] | None = None,
+    ) -> None:
+        """``clock`` (seconds) times metrics and the timeline; default ``loop.time``. It must
+        run on the same timeline as ``AudioFrame.received_at`` (the monotonic clock) for
+        the gateway latency to mean anything. Timeouts always run on the event loop."""
+        self.leg = leg
+        self.session = session
+        self.options = options or BridgeOptions()
+        self._clock = clock
+        self._call_id = leg.context.call_id
+        self._tracker: TurnTracker | None = None
+        self._started_at = 0.0
+        self._ready_deadline = 0.0
+        self._open_task: asyncio.Task[NegotiatedFormats] | None = None
+        self._formats: NegotiatedFormats | None = None
+        self._inbound: Converter | None = None
+        self._outbound: Converter | None = None
+        self._rechunker: Rechunker | None = None
+        self._vad: _Vad | None = None
+        self._wake: asyncio.Event | None = None
+        self._drained: asyncio.Event | None = None
+        self._end: CallEnd | None = None
+        self._leg_gone = False
+        self._drain = False
+        self._answered_at: float | None = None
+        self._first_agent_audio = False
+        self._provider_vad = False
+        self._playout = PlayoutLedger(
+            max_frames=self.options.playout_queue_frames,
+            lead_frames=max(1, self.options.playout_lead_ms // self.options.frame_ms),
+            items_remembered=_ITEMS_REMEMBERED,
+        )
+        self._chunk_item: str | None = None  # the item the rechunker holds a remainder of
+
+    # --- public API ---
+
+    def prepare(self) -> None:
+        """Start opening the agent session (pre-warm while the call rings). Idempotent.
+
+        Never blocks and never raises; failures surface in ``run()``'s result.
+        """
+        if self._open_task is not None:
+            return
+        loop = asyncio.get_running_loop()
+        self._started_at = self._now()
+        self._ready_deadline = loop.time() + self.options.agent_ready_timeout
+        self._tracker = TurnTracker(self._started_at)
+        self._wake = asyncio.Event()
+        self._drained = asyncio.Event()
+        self._open_task = loop.create_task(
+            self.session.open(self.leg.context, preferred=self.leg.format),
+            name=f"agent-open-{self._call_id}",
+        )
+        self._open_task.add_done_callback(self._opened)
+
+    def end(self, end: CallEnd) -> None:
+        """End the call from outside (API hang-up, shutdown); the first end wins."""
+        self._finish(end)
+
+    @property
+    def formats(self) -> NegotiatedFormats | None:
+        """What the agent takes and produces, once it is open."""
+        return self._formats
+
+    @property
+    def metrics(self) -> CallMetrics:
+        """The call's metrics so far."""
+        return self._require_tracker().metrics()
+
+    async def run(self) -> BridgeResult:
+        """Answer when the agent is ready, pump until the call ends, tear down, report."""
+        self.prepare()
+        tracker = self._require_tracker()
+        loop = asyncio.get_running_loop()
+        leg_task = loop.create_task(self._pump_leg(), name=f"leg-pump-{self._call_id}")
+        agent_task: asyncio.Task[None] | None = None
+        timer: asyncio.TimerHandle | None = None
+        try:
+            if await self._agent_ready():
+                await self.leg.answer()
+                self._answered_at = self._now()
+                tracker.note(self._answered_at, "answered")
+                agent_task = loop.create_task(
+                    self._pump_agent(), name=f"agent-pump-{self._call_id}"
+                )
+                if self.options.max_duration is not None:
+                    timer = loop.call_later(self.options.max_duration, self._max_duration)
+                try:
+                    # Triggers the greeting; bounded so a stuck adapter cannot stall the call.
+                    async with asyncio.timeout(self.options.agent_ready_timeout):
+                        await self.session.answered()
+                except ProviderError as exc:
+                    tracker.agent_error(exc.category.value)
+                    self._finish(_agent_failure(exc, at_open=False))
+                except TimeoutError:
+                    self._finish(
+                        CallEnd(
+                            DisconnectReason.AGENT_ERROR,
+                            Blame.AI_AGENT,
+                            "The agent did not take the answered call in time",
+                        )
+                    )
+                await self._wait_for_end()
+        except Exception:
+            logger.exception("call_id=%s bridge failed", self._call_id)
+            self._finish(
+                CallEnd(DisconnectReason.SYSTEM_ERROR, Blame.SYSTEM, "Internal error in the bridge")
+            )
+        finally:
+            if timer is not None:
+                timer.cancel()
+            if self._end is None:  # run() itself was cancelled: the gateway is going down
+                self._finish(
+                    CallEnd(DisconnectReason.SHUTDOWN, Blame.SYSTEM, "Telepath is shutting down")
+                )
+            await self._teardown(leg_task, agent_task)
+        end = self._end
+        assert end is not None  # every path above sets it
+        ended_at = self._now()
+        tracker.note(ended_at, "ended", f"{end.reason.value}/{end.blame.value}")
+        return BridgeResult(
+            end=end,
+            started_at=self._started_at,
+            answered_at=self._answered_at,
+            ended_at=ended_at,
+            formats=self._formats,
+            metrics=tracker.metrics(),
+            timeline=tracker.timeline,
+        )
+
+    # --- lifecycle ---
+
+    def _now(self) -> float:
+        if self._clock is not None:
+            return self._clock()
+        return asyncio.get_running_loop().time()
+
+    def _require_tracker(self) -> TurnTracker:
+        if self._tracker is None:
+            raise RuntimeError("CallBridge.prepare() or run() has not been called")
+        return self._tracker
+
+    def _opened(self, task: asyncio.Task[NegotiatedFormats]) -> None:
+        if not task.cancelled() and task.exception() is None:
+            self._formats = task.result()
+            self._require_tracker().note(
+                self._now(),
+                "agent_connected",
+                f"in={self._formats.input.name} out={self._formats.output.name}",
+            )
+        if self._wake is not None:
+            self._wake.set()
+
+    async def _agent_ready(self) -> bool:
+        """Wait for the agent (or an early end); on failure set the end and return False."""
+        task = self._open_task
+        wake = self._wake
+        assert task is not None and wake is not None
+        try:
+            async with asyncio.timeout_at(self._ready_deadline):
+                while not task.done() and self._end is None:
+                    wake.clear()
+                    await wake.wait()
+        except TimeoutError:
+            self._finish(
+                CallEnd(
+                    DisconnectReason.AGENT_UNREACHABLE,
+                    Blame.AI_AGENT,
+                    f"Agent not ready within {self.options.agent_ready_timeout:g} s",
+                    sip_status=503,
+                )
+            )
+            return False
+        if self._end is not None:
+            return False
+        error = task.exception()
+        if isinstance(error, ProviderError):
+            self._require_tracker().agent_error(error.category.value)
+            self._finish(_agent_failure(error, at_open=True))
+            return False
+        if error is not None:
+            logger.error("call_id=%s agent open failed", self._call_id, exc_info=error)
+            self._finish(
+                CallEnd(
+                    DisconnectReason.AGENT_ERROR,
+                    Blame.AI_AGENT,
+                    f"Agent adapter failed: {type(error).__name__}",
+                    sip_status=503,
+                )
+            )
+            return False
+        formats = task.result()
+        try:
+            self._negotiate(formats)
+        except MediaError as exc:
+            self._finish(
+                CallEnd(
+                    DisconnectReason.AGENT_ERROR,
+                    Blame.AI_AGENT,
+                    f"Agent audio formats {formats.input}/{formats.output} cannot be "
+                    f"bridged to {self.leg.format}: {exc}",
+                    sip_status=503,
+                )
+            )
+            return False
+        return True
+
+    def _negotiate(self, formats: NegotiatedFormats) -> None:
+        """One converter per direction (identity when equal), the 20 ms rechunker, the VAD.
+
+        Raises ``MediaError`` when a format cannot be converted.
+        """
+        leg_format = self.leg.format
+        self._inbound = make_converter(leg_format, formats.input)
+        self._outbound = make_converter(formats.output, leg_format)
+        self._rechunker = Rechunker(leg_format, self.options.frame_ms)
+        if self.options.run_vad:
+            self._vad = _Vad(leg_format)
+        logger.info(
+            "call_id=%s formats leg=%s agent_in=%s agent_out=%s",
+            self._call_id,
+            leg_format.name,
+            formats.input.name,
+            formats.output.name,
+        )
+
+    def _finish(self, end: CallEnd, *, leg_gone: bool = False, drain: bool = False) -> None:
+        """Record the first end of the call and wake ``run``; later ends are ignored."""
+        if leg_gone:
+            self._leg_gone = True
+            if self._drained is not None:
+                self._drained.set()
+        if self._end is not None:
+            return
+        self._end = end
+        self._drain = drain
+        logger.info(
+            "call_id=%s ending reason=%s blame=%s: %s",
+            self._call_id,
+            end.reason.value,
+            end.blame.value,
+            end.explanation,
+        )
+        if self._wake is not None:
+            self._wake.set()
+
+    def _max_duration(self) -> None:
+        limit = self.options.max_duration or 0
+        self._finish(
+            CallEnd(
+                DisconnectReason.MAX_DURATION,
+                Blame.SYSTEM,
+                f"Call reached the maximum duration of {limit:g} s",
+            )
+        )
+
+    async def _wait_for_end(self) -> None:
+        wake = self._wake
+        assert wake is not None
+        while self._end is None:
+            wake.clear()
+            await wake.wait()
+
+    async def _teardown(
+        self, leg_task: asyncio.Task[None], agent_task: asyncio.Task[None] | None
+    ) -> None:
+        end = self._end
+        assert end is not None
+        timeout = self.options.teardown_timeout
+        if agent_task is not None:
+            await _cancel(agent_task)
+        if self._drain and self._answered_at is not None and not self._leg_gone:
+            # The agent said goodbye and asked to hang up: let its last words play out.
+            self._flush_rechunker()
+            self._feed()
+            drained = self._drained
+            assert drained is not None
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.options.hangup_drain_timeout):
+                    await drained.wait()
+        await _cancel(leg_task)
+        if self._open_task is not None:
+            await _cancel(self._open_task)
+        if not self._leg_gone:
+            try:
+                async with asyncio.timeout(timeout):
+                    if self._answered_at is not None:
+                        await self.leg.hangup(end)
+                    else:
+                        await self.leg.reject(end)
+            except Exception:
+                logger.warning("call_id=%s leg hang-up failed", self._call_id, exc_info=True)
+        try:
+            async with asyncio.timeout(timeout):
+                await self.session.close(end.reason.value)
+        except Exception:
+            logger.warning("call_id=%s agent close failed", self._call_id, exc_info=True)
+        self._playout.reset()
+
+    # --- caller → agent ---
+
+    async def _pump_leg(self) -> None:
+        events = self.leg.events()
+        try:
+            async for event in events:
+                if isinstance(event, AudioFrame):
+                    self._on_caller_audio(event)
+                elif isinstance(event, MarkPlayed):
+                    self._on_mark(event.name)
+                elif isinstance(event, DtmfDigit):
+                    self._on_caller_dtmf(event)
+                elif isinstance(event, LegEnded):
+                    self._note("hangup", f"{event.end.reason.value}/{event.end.blame.value}")
+                    self._finish(event.end, leg_gone=True)
+                    return
+            self._finish(
+                CallEnd(
+                    DisconnectReason.SYSTEM_ERROR, Blame.SYSTEM, "Call leg ended without a reason"
+                ),
+                leg_gone=True,
+            )
+        except Exception:
+            logger.exception("call_id=%s call leg failed", self._call_id)
+            self._finish(
+                CallEnd(DisconnectReason.SYSTEM_ERROR, Blame.SYSTEM, "Call leg failed"),
+                leg_gone=True,
+            )
+        finally:
+            await _aclose(events)
+
+    def _on_caller_audio(self, frame: AudioFrame) -> None:
+        if self._answered_at is None or self._end is not None or self._inbound is None:
+            return  # before answer (no media yet) or while ending: nobody listens
+        if frame.format != self.leg.format:
+            return  # the leg's format is fixed; anything else is a broken leg, not audio
+        try:
+            converted = self._inbound.convert(frame)
+        except MediaError as exc:
+            # Peer input (a broken RTP/WS payload): drop the frame, keep the call.
+            logger.debug("call_id=%s caller frame dropped: %s", self._call_id, exc)
+            return
+        if converted is not None:
+            self.session.send_audio(converted)
+            self._require_tracker().gateway(frame.received_at, self._now())
+        if self._vad is not None and not self._provider_vad:
+            try:
+                quiet_for = self._vad.feed(frame)
+            except MediaError:
+                return
+            if quiet_for is not None:
+                self._require_tracker().caller_speech_stopped(self._now() - quiet_for)
+
+    def _on_caller_dtmf(self, digit: DtmfDigit) -> None:
+        if self._answered_at is None or self._end is not None:
+            return
+        if len(digit.digit) != 1 or digit.digit not in DTMF_DIGITS:
+            return  # RFC 4733 §3.2: events 0-15 only
+        self._note("dtmf", digit.digit)
+        self.session.send_dtmf(digit.digit)
+
+    def _on_mark(self, name: str) -> None:
+        agent_mark = self._playout.acknowledged(name)
+        if agent_mark is not None:
+            self.session.mark_played(agent_mark)
+        self._feed()
+
+    # --- agent → caller ---
+
+    async def _pump_agent(self) -> None:
+        events = self.session.events()
+        try:
+            async for event in events:
+                await self._on_agent_event(event)
+                if isinstance(event, AgentClosed) or self._end is not None:
+                    return
+            self._finish(  # the contract says AgentClosed comes last; be safe if it does not
+                CallEnd(DisconnectReason.AGENT_ERROR, Blame.AI_AGENT, "Agent session ended")
+            )
+        except Exception:
+            logger.exception("call_id=%s agent session failed", self._call_id)
+            self._finish(
+                CallEnd(DisconnectReason.AGENT_ERROR, Blame.AI_AGENT, "Agent session failed")
+            )
+        finally:
+            await _aclose(events)
+
+    async def _on_agent_event(self, event: AgentEvent) -> None:
+        tracker = self._require_tracker()
+        if isinstance(event, AgentAudio):
+            self._on_agent_audio(event)
+        elif isinstance(event, AgentInterrupted):
+            self._barge_in(event.item_id, truncate=True)
+        elif isinstance(event, ClearRequested):
+            self._barge_in(None, truncate=False)
+        elif isinstance(event, CallerSpeechStopped):
+            self._provider_vad = True
+            tracker.caller_speech_stopped(self._now())
+        elif isinstance(event, CallerSpeechStarted):
+            self._provider_vad = True
+        elif isinstance(event, ResponseDone):
+            if event.item_id == self._chunk_item:
+                self._flush_rechunker()
+                self._feed()
+        elif isinstance(event, MarkRequested):
+            self._playout.push_agent_mark(event.name)
+            self._feed()
+        elif isinstance(event, DtmfRequested):
+            digits = "".join(d for d in event.digits.upper() if d in DTMF_DIGITS)[:_MAX_DTMF]
+            if digits:
+                self._note("dtmf_sent", digits)
+                self.leg.send_dtmf(digits)
+        elif isinstance(event, HangupRequested):
+            self._note("agent_hangup", event.reason)
+            self._finish(
+                CallEnd(
+                    DisconnectReason.AGENT_HANGUP,
+                    Blame.AI_AGENT,
+                    event.reason or "The agent ended the call",
+                ),
+                drain=True,
+            )
+        elif isinstance(event, TransferRequested):
+            await self._transfer(event.target)
+        elif isinstance(event, AgentError):
+            tracker.agent_error(event.error.category.value)
+            self._note("agent_error", f"{event.error.category.value}: {event.error.message}")
+            if event.fatal:
+                self._finish(_agent_failure(event.error, at_open=False))
+        elif isinstance(event, AgentClosed):
+            if event.error is not None:
+                tracker.agent_error(event.error.category.value)
+                self._finish(_agent_failure(event.error, at_open=False))
+            else:
+                self._finish(
+                    CallEnd(
+                        DisconnectReason.AGENT_HANGUP,
+                        Blame.AI_AGENT,
+                        "The agent closed the session",
+                    ),
+                    drain=True,
+                )
+        # TranscriptReceived: nothing to do here (records/transcripts are a service concern).
+
+    async def _transfer(self, target: str) -> None:
+        self._note("transfer", target)
+        try:
+            ok = await self.leg.transfer(target)
+        except Exception:
+            logger.warning("call_id=%s transfer failed", self._call_id, exc_info=True)
+            ok = False
+        if ok:
+            self._finish(
+                CallEnd(
+                    DisconnectReason.TRANSFER,
+                    Blame.AI_AGENT,
+                    f"The agent transferred the call to {target}",
+                )
+            )
+        else:
+            self._note("transfer_failed", target)
+            logger.warning("call_id=%s leg cannot transfer to %s", self._call_id, target)
+
+    def _on_agent_audio(self, event: AgentAudio) -> None:
+        if self._end is not None:
+            return
+        if self._playout.is_interrupted(event.item_id):
+            return  # late audio of an interrupted item: the caller must not hear it
+        assert self._outbound is not None and self._rechunker is not None
+        tracker = self._require_tracker()
+        now = self._now()
+        received_at = event.frame.received_at if event.frame.received_at is not None else now
+        if not self._first_agent_audio:
+            self._first_agent_audio = True
+            tracker.note(now, "first_agent_audio", event.item_id)
+        tracker.agent_audio(now, event.item_id)
+        if self._chunk_item is not None and event.item_id != self._chunk_item:
+            self._flush_rechunker()  # the previous item ended without ResponseDone
+        self._chunk_item = event.item_id
+        try:
+            converted = self._outbound.convert(event.frame)
+            frames = self._rechunker.feed_frame(converted) if converted is not None else []
+        except MediaError as exc:
+            # Agent audio that is not whole samples of the negotiated format: dropped.
+            logger.debug("call_id=%s agent frame dropped: %s", self._call_id, exc)
+            return
+        for frame in frames:
+            self._push(event.item_id, frame)
+        if converted is not None:
+            tracker.gateway(received_at, self._now())
+        self._feed()
+
+    def _flush_rechunker(self) -> None:
+        if self._rechunker is None or self._chunk_item is None:
+            return
+        last = self._rechunker.flush()
+        if last is not None:
+            self._push(self._chunk_item, last)
+        self._chunk_item = None
+
+    def _push(self, item_id: str, frame: AudioFrame) -> None:
+        dropped = self._playout.dropped
+        self._playout.push(item_id, frame)
+        if self._playout.dropped != dropped:
+            self._require_tracker().dropped(self._playout.dropped - dropped)
+
+    def _feed(self) -> None:
+        """Hand queued audio to the leg, at most ``playout_lead_ms`` ahead of what it sent."""
+        if self._leg_gone:
+            return
+        tracker = self._require_tracker()
+        for handout in self._playout.pull():
+            if handout.frame is not None:
+                self.leg.play(handout.frame)
+            self.leg.mark(handout.mark)
+            if handout.item_id is None:
+                continue
+            now = self._now()
+            turn = tracker.frame_played(now, handout.item_id)
+            if turn is not None:
+                tracker.note(
+                    now,
+                    "turn",
+                    f"item={handout.item_id} ai_latency_ms={turn.ai_ms:.1f} "
+                    f"playout_ms={turn.playout_ms:.1f}",
+                )
+        self._update_drained()
+
+    def _update_drained(self) -> None:
+        if self._drained is None:
+            return
+        if self._playout.drained:
+            self._drained.set()
+        else:
+            self._drained.clear()
+
+    def _barge_in(self, item_id: str | None, *, truncate: bool) -> None:
+        """Clear the leg first, then tell the agent what the caller heard of each item."""
+        self.leg.clear()
+        cleared = self._playout.clear(item_id, pending=self._chunk_item, truncate=truncate)
+        self._chunk_item = None
+        if self._rechunker is not None:
+            self._rechunker.clear()
+        if self._outbound is not None:
+            self._outbound.reset()
+        for name in cleared.agent_marks:
+            self.session.mark_played(name)
+        for item, heard in cleared.heard:
+            self.session.played(item, heard)
+        if cleared.was_playing:
+            self._require_tracker().interrupted()
+            self._note("barge_in", " ".join(f"{item}={ms}ms" for item, ms in cleared.heard))
+        self._update_drained()
+
+    def _note(self, event: str, detail: str = "") -> None:
+        self._require_tracker().note(self._now(), event, detail)
+
+
+async def _aclose(events: AsyncIterator[Any]) -> None:
+    """Finalise an event stream we stop reading early (an async generator left suspended
+    would otherwise be closed later by the loop, in a task of its own)."""
+    if isinstance(events, AsyncGenerator):
+        with contextlib.suppress(Exception):
+            await events.aclose()
+
+
+async def _cancel(task: asyncio.Task[Any]) -> None:
+    """Cancel ``task`` and wait for it, whatever it raises."""
+    if not task.done():
+        task.cancel()
+    with contextlib.suppress(BaseException):
+        await task
+
+
+# --- media seams (media.converters, media.chunking, media.vad) ---
+
+
+class _Vad:
+    """Our VAD on caller audio (decoded to L16 at the leg's rate), for turn latency only."""
+
+    def __init__(self, leg_format: AudioFormat) -> None:
+        self._to_l16 = make_converter(leg_format, AudioFormat(Encoding.L16, leg_format.sample_rate))
+        self._detector = VoiceActivityDetector(leg_format.sample_rate)
+
+    def feed(self, frame: AudioFrame) -> float | None:
+        """Seconds since the caller stopped speaking, when this frame shows they did.
+
+        The detector needs ``stop_ms`` of quiet to be sure; it stamps the stop at the end of
+        the last voiced frame, so the turn clock starts where the speech really ended.
+        """
+        l16 = self._to_l16.convert(frame)
+        if l16 is None:
+            return None
+        for event in self._detector.feed_frame(l16):
+            if isinstance(event, SpeechStopped):
+                return max(0, self._detector.position_ms - event.at_ms) / 1000
+        return None
