@@ -1,0 +1,302 @@
+"""The playout pacer core: agent audio out as one RTP packet per ``ptime``, on time.
+
+Sans-I/O: the runner calls :meth:`Pacer.poll` with a monotonic ``now`` whenever
+:meth:`Pacer.next_deadline` passes and sends the returned packets. Contract:
+
+* Packet *n* is due at ``start + n * ptime`` (scheduled from the start, never from the
+  last send, so there is no drift). A poll that is a little late sends every slot that is
+  due; one that is more than ``max_behind`` slots late sends only the current slot and
+  skips the rest (their timestamps too, keeping the RTP clock on the wall clock), so the
+  peer never sees a burst.
+* Sequence numbers are consecutive over the packets actually sent; timestamps advance by
+  ``clock_rate * ptime / 1000`` per slot (RTP clock units: G.722 uses 8000, RFC 3551
+  §4.5.2). SSRC and initial sequence number/timestamp come from the injected
+  ``rand_bits`` (RFC 3550 §5.1: random initial values).
+* The marker bit is set on the first packet of each talk spurt (RFC 3551 §4.1), i.e. the
+  first agent audio after silence, a ``clear()`` or DTMF.
+* When the agent is silent the pacer keeps sending ``silence`` packets, or, when comfort
+  noise was negotiated, an RFC 3389 CN packet at the start of the silence and every
+  ``cn_refresh_ms`` after it, so carrier media timeouts never trip.
+* :meth:`clear` drops all queued agent audio at once (the next slot is silence);
+  :meth:`mark` is acknowledged when the audio queued before it has been sent, or at
+  :meth:`clear`/overflow if that audio was dropped instead. Read them with
+  :meth:`acknowledged_marks`.
+* The queue is bounded (``max_queue_ms``): when full, the oldest audio is dropped and
+  counted in ``dropped_frames``.
+* :meth:`send_dtmf` plays RFC 4733 events (:func:`~ingress.sip.rtp.dtmf.event_packets`)
+  ahead of queued audio, which waits; ``clear()`` does not cancel DTMF.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from ingress.sip.rtp.dtmf import EventPacket, event_packets
+from ingress.sip.rtp.packet import RtpPacket
+from media.frames import DTMF_DIGITS, AudioFormat
+
+__all__ = ["Pacer"]
+
+CN_LEVEL = 127  # RFC 3389 §3: noise level in -dBov; 127 is the quietest
+
+
+@dataclass(slots=True)
+class _Frame:
+    payload: bytes
+    ms: float
+
+
+@dataclass(slots=True)
+class _Mark:
+    name: str
+
+
+class Pacer:
+    """See the module docstring. ``audio_format`` sizes the frames (``ptime`` of audio
+    per packet); ``silence`` is one packet of silence in that format (the caller makes it,
+    e.g. ``media.chunking.silence(format, ptime)``: the pacer knows no codecs)."""
+
+    def __init__(
+        self,
+        *,
+        payload_type: int,
+        audio_format: AudioFormat,
+        clock_rate: int,
+        silence: bytes,
+        rand_bits: Callable[[int], int],
+        ptime_ms: int = 20,
+        max_queue_ms: int = 120_000,
+        max_behind: int = 3,
+        telephone_event_pt: int | None = None,
+        telephone_event_clock_rate: int | None = None,
+        comfort_noise_pt: int | None = None,
+        cn_refresh_ms: int = 200,
+        dtmf_duration_ms: int = 100,
+        dtmf_gap_ms: int = 60,
+    ) -> None:
+        if ptime_ms <= 0 or clock_rate <= 0 or not silence:
+            raise ValueError("ptime_ms and clock_rate must be positive, silence non-empty")
+        self.payload_type = payload_type
+        self.audio_format = audio_format
+        self.clock_rate = clock_rate
+        self.ptime_ms = ptime_ms
+        self.frame_bytes = audio_format.bytes_for_ms(ptime_ms)
+        self.samples_per_packet = clock_rate * ptime_ms // 1000
+        self.silence = silence
+        self.max_frames = max(1, max_queue_ms // ptime_ms)
+        self.max_behind = max(1, max_behind)
+        self.telephone_event_pt = telephone_event_pt
+        self.telephone_event_clock_rate = telephone_event_clock_rate or clock_rate
+        self.comfort_noise_pt = comfort_noise_pt
+        self._cn_every = max(1, cn_refresh_ms // ptime_ms)
+        self.dtmf_duration_ms = dtmf_duration_ms
+        self._dtmf_gap_slots = max(1, -(-dtmf_gap_ms // ptime_ms))
+        # RFC 3550 §5.1: SSRC, initial sequence number and timestamp are random.
+        self.ssrc = rand_bits(32)
+        self._seq = rand_bits(16)
+        self._ts0 = rand_bits(32)
+        self._start: float | None = None
+        self._next_slot = 0
+        self._queue: deque[_Frame | _Mark] = deque()
+        self._queued_frames = 0
+        self._carry = b""
+        self._acked: list[str] = []
+        self._dtmf: deque[EventPacket | None] = deque()
+        self._event_ts = 0
+        self._in_silence = True  # so the first audio packet carries the marker
+        self._silent_slots = 0
+        # counters
+        self.audio_sent_ms = 0.0
+        self.packets_sent = 0
+        self.octets_sent = 0
+        self.dropped_frames = 0
+        self.skipped_slots = 0
+
+    # -- input -------------------------------------------------------------------------
+
+    def enqueue(self, payload: bytes) -> None:
+        """Queue encoded agent audio; any length is split into ``ptime`` frames (a tail
+        shorter than one frame waits for more audio, a mark, or an empty slot)."""
+        data = self._carry + payload
+        size = self.frame_bytes
+        whole = len(data) - len(data) % size
+        for pos in range(0, whole, size):
+            self._push_frame(data[pos : pos + size])
+        self._carry = data[whole:]
+
+    def _push_frame(self, payload: bytes) -> None:
+        if self._queued_frames >= self.max_frames:
+            self._drop_oldest()
+        self._queue.append(_Frame(payload, self.audio_format.ms_for_bytes(len(payload))))
+        self._queued_frames += 1
+
+    def _drop_oldest(self) -> None:
+        while self._queue:
+            item = self._queue.popleft()
+            if isinstance(item, _Frame):
+                self._queued_frames -= 1
+                self.dropped_frames += 1
+                break
+            self._acked.append(item.name)
+        self._ack_head_marks()
+
+    def _flush_carry(self) -> None:
+        if self._carry:
+            # Pad the tail with the tail of a silence packet: whole codec bytes either way.
+            padded = self._carry + self.silence[len(self._carry) : self.frame_bytes]
+            ms = self.audio_format.ms_for_bytes(len(self._carry))
+            self._carry = b""
+            if self._queued_frames >= self.max_frames:
+                self._drop_oldest()
+            self._queue.append(_Frame(padded, ms))
+            self._queued_frames += 1
+
+    def mark(self, name: str) -> None:
+        """Acknowledge ``name`` once the audio queued so far has gone out."""
+        self._flush_carry()
+        if self._queued_frames == 0:
+            self._acked.append(name)
+        else:
+            self._queue.append(_Mark(name))
+
+    def clear(self) -> None:
+        """Drop all queued agent audio now (barge-in); pending marks are acknowledged."""
+        self._carry = b""
+        for item in self._queue:
+            if isinstance(item, _Mark):
+                self._acked.append(item.name)
+        self._queue.clear()
+        self._queued_frames = 0
+        self._in_silence = True
+
+    def send_dtmf(self, digits: str) -> None:
+        """Queue RFC 4733 events for ``digits``; raises ``ValueError`` if a character is
+        not a DTMF digit or telephone-event was not negotiated."""
+        if self.telephone_event_pt is None:
+            raise ValueError("telephone-event was not negotiated")
+        digits = digits.upper()
+        bad = [d for d in digits if d not in DTMF_DIGITS]
+        if bad:
+            raise ValueError(f"not DTMF digits: {''.join(bad)!r}")
+        for digit in digits:
+            self._dtmf.extend(
+                event_packets(
+                    digit,
+                    duration_ms=self.dtmf_duration_ms,
+                    ptime_ms=self.ptime_ms,
+                    clock_rate=self.telephone_event_clock_rate,
+                )
+            )
+            self._dtmf.extend([None] * self._dtmf_gap_slots)
+
+    def acknowledged_marks(self) -> list[str]:
+        """Marks acknowledged since the last call, in order (drains)."""
+        acked, self._acked = self._acked, []
+        return acked
+
+    @property
+    def queued_ms(self) -> float:
+        return self._queued_frames * self.ptime_ms + self.audio_format.ms_for_bytes(
+            len(self._carry)
+        )
+
+    # -- output ------------------------------------------------------------------------
+
+    def start(self, now: float) -> None:
+        """Fix the schedule's origin: slot *n* is due at ``now + n * ptime``."""
+        if self._start is None:
+            self._start = now
+
+    def next_deadline(self) -> float | None:
+        if self._start is None:
+            return None
+        return self._start + self._next_slot * self.ptime_ms / 1000
+
+    def rtp_timestamp_at(self, now: float) -> int:
+        """The RTP timestamp matching ``now`` (for the RTCP sender report)."""
+        if self._start is None:
+            return self._ts0
+        return (self._ts0 + int((now - self._start) * self.clock_rate)) & 0xFFFFFFFF
+
+    def poll(self, now: float) -> list[RtpPacket]:
+        """Packets due at ``now`` (starting the schedule on the first call)."""
+        self.start(now)
+        start = now if self._start is None else self._start
+        last_due = int((now - start) * 1000 / self.ptime_ms + 1e-6)
+        if last_due < self._next_slot:
+            return []
+        if last_due - self._next_slot + 1 > self.max_behind:
+            self.skipped_slots += last_due - self._next_slot
+            self._next_slot = last_due
+        out: list[RtpPacket] = []
+        while self._next_slot <= last_due:
+            packet = self._slot(self._next_slot)
+            self._next_slot += 1
+            if packet is not None:
+                out.append(packet)
+                self.packets_sent += 1
+                self.octets_sent += len(packet.payload)
+        return out
+
+    def _packet(
+        self, payload: bytes, ts: int, *, marker: bool = False, pt: int | None = None
+    ) -> RtpPacket:
+        packet = RtpPacket(
+            payload_type=self.payload_type if pt is None else pt,
+            sequence_number=self._seq,
+            timestamp=ts & 0xFFFFFFFF,
+            ssrc=self.ssrc,
+            payload=payload,
+            marker=marker,
+        )
+        self._seq = (self._seq + 1) & 0xFFFF
+        return packet
+
+    def _slot(self, n: int) -> RtpPacket | None:
+        ts = self._ts0 + n * self.samples_per_packet
+        if self._dtmf:
+            event = self._dtmf.popleft()
+            if event is not None and self.telephone_event_pt is not None:
+                if event.marker:
+                    self._event_ts = ts  # RFC 4733 §2.5.1.1: one timestamp per event
+                self._in_silence = True
+                return self._packet(
+                    event.payload, self._event_ts, marker=event.marker, pt=self.telephone_event_pt
+                )
+            return self._silence_packet(ts)
+        if self._queued_frames == 0:
+            self._flush_carry()
+        while self._queue:
+            item = self._queue.popleft()
+            if isinstance(item, _Mark):  # only when its audio was sent: acknowledge
+                self._acked.append(item.name)
+                continue
+            self._queued_frames -= 1
+            marker = self._in_silence
+            self._in_silence = False
+            self._silent_slots = 0
+            self.audio_sent_ms += item.ms
+            packet = self._packet(item.payload, ts, marker=marker)
+            self._ack_head_marks()
+            return packet
+        return self._silence_packet(ts)
+
+    def _ack_head_marks(self) -> None:
+        while self._queue and isinstance(self._queue[0], _Mark):
+            head = self._queue.popleft()
+            if isinstance(head, _Mark):
+                self._acked.append(head.name)
+
+    def _silence_packet(self, ts: int) -> RtpPacket | None:
+        first = not self._in_silence or self._silent_slots == 0
+        self._in_silence = True
+        slot = self._silent_slots
+        self._silent_slots += 1
+        if self.comfort_noise_pt is not None:
+            # RFC 3389 §4: a CN packet starts the silence and refreshes it now and then.
+            if first or slot % self._cn_every == 0:
+                return self._packet(bytes((CN_LEVEL,)), ts, pt=self.comfort_noise_pt)
+            return None
+        return self._packet(self.silence, ts)
