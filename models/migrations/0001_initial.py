@@ -1,0 +1,128 @@
+from tortoise import migrations
+from tortoise.migrations import operations as ops
+import functools
+from json import dumps, loads
+from tortoise.fields.base import OnDelete
+from tortoise import fields
+
+class Migration(migrations.Migration):
+    initial = True
+
+    operations = [
+        ops.CreateModel(
+            name='Account',
+            fields=[
+                ('id', fields.CharField(primary_key=True, unique=True, db_index=True, max_length=40)),
+                ('name', fields.CharField(unique=True, max_length=200)),
+                ('created_at', fields.DatetimeField(auto_now=False, auto_now_add=True)),
+            ],
+            options={'table': 'accounts', 'app': 'models', 'pk_attr': 'id', 'table_description': 'A tenant: owns API keys, trunks and calls.'},
+            bases=['Model'],
+        ),
+        ops.CreateModel(
+            name='ApiKey',
+            fields=[
+                ('id', fields.CharField(primary_key=True, unique=True, db_index=True, max_length=40)),
+                ('account', fields.ForeignKeyField('models.Account', source_field='account_id', db_constraint=True, to_field='id', related_name='api_keys', on_delete=OnDelete.CASCADE)),
+                ('name', fields.CharField(max_length=200)),
+                ('key_hash', fields.CharField(unique=True, max_length=64)),
+                ('prefix', fields.CharField(max_length=20)),
+                ('scopes', fields.JSONField(default=list, encoder=functools.partial(dumps, separators=(',', ':')), decoder=loads)),
+                ('created_at', fields.DatetimeField(auto_now=False, auto_now_add=True)),
+                ('last_used_at', fields.DatetimeField(null=True, auto_now=False, auto_now_add=False)),
+                ('revoked_at', fields.DatetimeField(null=True, auto_now=False, auto_now_add=False)),
+            ],
+            options={'table': 'api_keys', 'app': 'models', 'pk_attr': 'id', 'table_description': 'An API key, stored as its SHA-256 hash, with a short prefix for lists.'},
+            bases=['Model'],
+        ),
+        ops.CreateModel(
+            name='Call',
+            fields=[
+                ('id', fields.CharField(primary_key=True, unique=True, db_index=True, max_length=40)),
+                ('account', fields.ForeignKeyField('models.Account', source_field='account_id', db_constraint=True, to_field='id', related_name='calls', on_delete=OnDelete.CASCADE)),
+                ('trunk_id', fields.CharField(null=True, db_index=True, max_length=40)),
+                ('sip_call_id', fields.CharField(db_index=True, max_length=255)),
+                ('direction', fields.CharField(default='inbound', max_length=8)),
+                ('from_number', fields.CharField(null=True, max_length=64)),
+                ('to_number', fields.CharField(null=True, max_length=64)),
+                ('carrier', fields.CharField(default='sip', max_length=32)),
+                ('transport', fields.CharField(null=True, max_length=16)),
+                ('codec', fields.CharField(null=True, max_length=32)),
+                ('status', fields.CharField(default='ringing', db_index=True, max_length=16)),
+                ('start_time', fields.DatetimeField(db_index=True, auto_now=False, auto_now_add=False)),
+                ('answer_time', fields.DatetimeField(null=True, auto_now=False, auto_now_add=False)),
+                ('end_time', fields.DatetimeField(null=True, auto_now=False, auto_now_add=False)),
+                ('duration', fields.FloatField(null=True)),
+                ('billable_duration', fields.FloatField(null=True)),
+                ('disconnect_reason', fields.CharField(null=True, max_length=32)),
+                ('disconnect_explanation', fields.TextField(null=True, unique=False)),
+                ('blame', fields.CharField(null=True, max_length=16)),
+                ('sip_status', fields.IntField(null=True)),
+                ('ai_latency', fields.FloatField(null=True)),
+                ('jitter_max', fields.FloatField(null=True)),
+                ('metrics', fields.JSONField(default=dict, encoder=functools.partial(dumps, separators=(',', ':')), decoder=loads)),
+                ('node', fields.CharField(null=True, max_length=64)),
+            ],
+            options={'table': 'calls', 'app': 'models', 'pk_attr': 'id', 'table_description': 'The record of one call, filled in as the call goes.'},
+            bases=['Model'],
+        ),
+        ops.CreateModel(
+            name='CallEvent',
+            fields=[
+                ('id', fields.BigIntField(generated=True, primary_key=True, unique=True, db_index=True)),
+                ('call', fields.ForeignKeyField('models.Call', source_field='call_id', db_constraint=True, to_field='id', related_name='events', on_delete=OnDelete.CASCADE)),
+                ('offset_ms', fields.IntField()),
+                ('name', fields.CharField(max_length=64)),
+                ('detail', fields.JSONField(default=dict, encoder=functools.partial(dumps, separators=(',', ':')), decoder=loads)),
+            ],
+            options={'table': 'call_events', 'app': 'models', 'pk_attr': 'id', 'table_description': 'One timeline entry of a call, at offset_ms from its start.'},
+            bases=['Model'],
+        ),
+        ops.CreateModel(
+            name='Trunk',
+            fields=[
+                ('id', fields.CharField(primary_key=True, unique=True, db_index=True, max_length=40)),
+                ('account', fields.ForeignKeyField('models.Account', source_field='account_id', db_constraint=True, to_field='id', related_name='trunks', on_delete=OnDelete.CASCADE)),
+                ('name', fields.CharField(max_length=200)),
+                ('status', fields.CharField(default='active', max_length=16)),
+                ('status_reason', fields.TextField(null=True, unique=False)),
+                ('ai_provider', fields.CharField(max_length=16)),
+                ('sip_username', fields.CharField(max_length=30)),
+                ('sip_username_key', fields.CharField(unique=True, max_length=30)),
+                ('sip_realm', fields.CharField(max_length=255)),
+                ('ha1_md5', fields.CharField(max_length=32)),
+                ('ha1_sha256', fields.CharField(max_length=64)),
+                ('auth_mode', fields.CharField(default='digest', max_length=8)),
+                ('provider_config', fields.JSONField(default=dict, encoder=functools.partial(dumps, separators=(',', ':')), decoder=loads)),
+                ('system_prompt', fields.TextField(null=True, unique=False)),
+                ('custom_endpoint', fields.TextField(null=True, unique=False)),
+                ('secrets', fields.TextField(null=True, unique=False)),
+                ('inbound_numbers', fields.JSONField(default=list, encoder=functools.partial(dumps, separators=(',', ':')), decoder=loads)),
+                ('allowed_ips', fields.JSONField(default=list, encoder=functools.partial(dumps, separators=(',', ':')), decoder=loads)),
+                ('webhook_url', fields.TextField(null=True, unique=False)),
+                ('credentials_verified', fields.BooleanField(null=True)),
+                ('max_concurrent_calls', fields.IntField(null=True)),
+                ('max_call_duration', fields.IntField(null=True)),
+                ('created_at', fields.DatetimeField(auto_now=False, auto_now_add=True)),
+                ('updated_at', fields.DatetimeField(auto_now=True, auto_now_add=False)),
+            ],
+            options={'table': 'trunks', 'app': 'models', 'pk_attr': 'id', 'table_description': 'A connection: a SIP identity linked to an AI agent configuration.'},
+            bases=['Model'],
+        ),
+        ops.CreateModel(
+            name='WebhookDelivery',
+            fields=[
+                ('id', fields.CharField(primary_key=True, unique=True, db_index=True, max_length=40)),
+                ('call', fields.ForeignKeyField('models.Call', source_field='call_id', db_constraint=True, to_field='id', related_name='deliveries', on_delete=OnDelete.CASCADE)),
+                ('event', fields.CharField(max_length=32)),
+                ('url', fields.TextField(unique=False)),
+                ('payload', fields.TextField(unique=False)),
+                ('status', fields.CharField(default='pending', db_index=True, max_length=16)),
+                ('attempts', fields.JSONField(default=list, encoder=functools.partial(dumps, separators=(',', ':')), decoder=loads)),
+                ('next_attempt_at', fields.DatetimeField(null=True, auto_now=False, auto_now_add=False)),
+                ('created_at', fields.DatetimeField(auto_now=False, auto_now_add=True)),
+            ],
+            options={'table': 'webhook_deliveries', 'app': 'models', 'pk_attr': 'id', 'table_description': 'A status-webhook delivery and its attempts.'},
+            bases=['Model'],
+        ),
+    ]
