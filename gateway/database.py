@@ -25,7 +25,9 @@ def normalise_url(url: str) -> str:
     if scheme == "postgresql":
         return "postgres" + url[len("postgresql") :]
     if scheme not in ("sqlite", "postgres"):
-        raise DatabaseUrlError(f"unsupported database URL scheme {scheme!r} (use sqlite:// or postgres://)")
+        raise DatabaseUrlError(
+            f"unsupported database URL scheme {scheme!r} (use sqlite:// or postgres://)"
+        )
     return url
 
 

@@ -1,0 +1,34 @@
+"""Pages outside the API: the API reference at ``/docs`` and the health endpoints."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from quart import Blueprint, Response, jsonify
+from tortoise import Tortoise
+
+pages = Blueprint("pages", __name__)
+
+_DOCS = (Path(__file__).parent / "static" / "docs.html").read_bytes()
+
+
+@pages.get("/docs")
+async def docs() -> Response:
+    """The API reference; it renders /v1/openapi.json with no request to any other host."""
+    return Response(_DOCS, content_type="text/html; charset=utf-8")
+
+
+@pages.get("/healthz")
+async def healthz() -> Response:
+    """Alive."""
+    return jsonify({"status": "ok"})
+
+
+@pages.get("/readyz")
+async def readyz() -> tuple[Response, int]:
+    """Ready: the database answers."""
+    try:
+        await Tortoise.get_connection("default").execute_query("SELECT 1")
+    except Exception as exc:  # noqa: BLE001 - any database failure means "not ready"
+        return jsonify({"status": "unready", "reason": type(exc).__name__}), 503
+    return jsonify({"status": "ready"}), 200

@@ -1,0 +1,60 @@
+"""``telepath serve``: the database, the services, the HTTP app and (later) the SIP stack in one process."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+
+from hypercorn.asyncio import serve as hypercorn_serve
+from hypercorn.config import Config as HypercornConfig
+
+from gateway.app import create_app
+from gateway.database import close_database, open_database
+from gateway.demo import describe, ensure_demo
+from gateway.services import Services
+from gateway.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+
+def hypercorn_config(settings: Settings) -> HypercornConfig:
+    """Hypercorn's configuration for the HTTP(S)/WS(S) listener."""
+    config = HypercornConfig()
+    config.bind = [str(settings.http)]
+    config.accesslog = None
+    config.errorlog = logging.getLogger("hypercorn.error")
+    config.graceful_timeout = 5
+    if settings.http_tls and settings.tls_cert and settings.tls_key:
+        config.certfile = str(settings.tls_cert)
+        config.keyfile = str(settings.tls_key)
+    return config
+
+
+async def run_server(settings: Settings) -> None:
+    """Serve until SIGTERM/SIGINT."""
+    await open_database(settings.database_url)
+    services = Services.build(settings)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        if settings.demo:
+            demo = await ensure_demo(services)
+            print(
+                describe(demo, settings.sip_domain, settings.http_base_url, str(settings.sip)),
+                flush=True,
+            )
+        app = create_app(services)
+        logger.info("HTTP listening on %s", settings.http)
+        print(
+            f"Telepath listening on http{'s' if settings.http_tls else ''}://{settings.http}",
+            file=sys.stderr,
+            flush=True,
+        )
+        await hypercorn_serve(app, hypercorn_config(settings), shutdown_trigger=stop.wait)
+    finally:
+        await services.close()
+        await close_database()

@@ -1,0 +1,288 @@
+"""The one typed settings object, built from command-line flags and ``TELEPATH_*`` variables.
+
+Nothing else in Telepath reads the environment: every component gets what it needs from
+``Settings``. A flag wins over its environment variable, which wins over the default.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from urllib.parse import urlsplit
+
+
+class SettingsError(ValueError):
+    """A flag or environment variable has a value Telepath cannot use."""
+
+
+@dataclass(frozen=True, slots=True)
+class HostPort:
+    """An address to listen on."""
+
+    host: str
+    port: int
+
+    @classmethod
+    def parse(cls, value: str, *, name: str) -> HostPort:
+        """Parse ``HOST:PORT`` (``[::1]:5060`` for IPv6)."""
+        host, sep, port = value.rpartition(":")
+        if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+            raise SettingsError(f"{name}: expected HOST:PORT, got {value!r}")
+        return cls(host.strip("[]") or "0.0.0.0", int(port))
+
+    def __str__(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Everything configurable about one Telepath process."""
+
+    http: HostPort = HostPort("0.0.0.0", 8080)
+    http_tls: bool = False
+    sip: HostPort = HostPort("0.0.0.0", 5060)
+    sip_tls: HostPort | None = None
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    rtp_ports: tuple[int, int] = (10000, 20000)
+    public_address: str | None = None
+    sip_domain: str = "sip.telepath.local"
+    public_url: str | None = None
+    database_url: str = "sqlite://./telepath.db"
+    redis_url: str | None = None
+    demo: bool = False
+    require_https: bool = False
+    trusted_proxies: tuple[str, ...] = ()
+    secret_key: str | None = None
+    secret_key_file: Path | None = None
+    rate_limit_per_minute: int = 6000
+    validate_provider_credentials: bool = False
+    openai_api_url: str = "https://api.openai.com"
+    openai_realtime_url: str = "wss://api.openai.com/v1/realtime"
+    elevenlabs_api_url: str = "https://api.elevenlabs.io"
+    elevenlabs_ws_url: str = "wss://api.elevenlabs.io/v1/convai/conversation"
+    agent_ready_timeout: float = 5.0
+    log_level: str = "INFO"
+    log_json: bool = True
+    extra: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def key_file(self) -> Path | None:
+        """Where the master key lives on the embedded default: beside the SQLite file."""
+        if self.secret_key_file is not None:
+            return self.secret_key_file
+        if self.database_url.startswith("sqlite://"):
+            path = self.database_url[len("sqlite://") :]
+            if path and path != ":memory:":
+                return Path(path).with_suffix(".key")
+        return None
+
+    @property
+    def http_base_url(self) -> str:
+        """How carriers and browsers reach our HTTP(S)/WS(S): ``--public-url`` or the listener."""
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        host = self.public_address or (
+            "127.0.0.1" if self.http.host in ("0.0.0.0", "::") else self.http.host
+        )
+        scheme = "https" if self.http_tls else "http"
+        return f"{scheme}://{host}:{self.http.port}"
+
+    def is_trusted_proxy(self, address: str) -> bool:
+        """Whether ``X-Forwarded-Proto`` from ``address`` may be believed."""
+        try:
+            ip = ipaddress.ip_address(address)
+        except ValueError:
+            return False
+        return any(ip in ipaddress.ip_network(net, strict=False) for net in self.trusted_proxies)
+
+
+# flag name -> (environment variable, help text). The order is the --help order.
+_SERVE_FLAGS: dict[str, tuple[str, str]] = {
+    "http": ("TELEPATH_HTTP", "HTTP(S)/WS(S) listener, HOST:PORT (default 0.0.0.0:8080)"),
+    "sip": ("TELEPATH_SIP", "SIP over UDP and TCP, HOST:PORT (default 0.0.0.0:5060)"),
+    "sip_tls": ("TELEPATH_SIP_TLS", "SIP over TLS, HOST:PORT (needs --tls-cert/--tls-key)"),
+    "tls_cert": (
+        "TELEPATH_TLS_CERT",
+        "PEM certificate for SIP TLS and, with --http-tls, HTTPS/WSS",
+    ),
+    "tls_key": ("TELEPATH_TLS_KEY", "PEM private key for --tls-cert"),
+    "rtp_ports": ("TELEPATH_RTP_PORTS", "RTP port range LO-HI (default 10000-20000)"),
+    "public_address": ("TELEPATH_PUBLIC_ADDRESS", "IP address advertised in SDP and Contact"),
+    "sip_domain": (
+        "TELEPATH_SIP_DOMAIN",
+        "host of origination URIs and the digest realm (default sip.telepath.local)",
+    ),
+    "public_url": (
+        "TELEPATH_PUBLIC_URL",
+        "public base URL of the HTTPS/WSS listener, e.g. https://telepath.example.com",
+    ),
+    "database": (
+        "TELEPATH_DATABASE_URL",
+        "database URL: sqlite://./telepath.db (default) or postgres://user:pass@host/db",
+    ),
+    "redis": ("TELEPATH_REDIS_URL", "Redis URL for state shared between nodes (optional)"),
+    "trusted_proxies": (
+        "TELEPATH_TRUSTED_PROXIES",
+        "comma-separated CIDRs whose X-Forwarded-Proto is believed",
+    ),
+    "rate_limit": ("TELEPATH_RATE_LIMIT", "API requests per minute per key (default 6000)"),
+    "log_level": ("TELEPATH_LOG_LEVEL", "DEBUG, INFO (default), WARNING, ERROR"),
+}
+_SERVE_SWITCHES: dict[str, tuple[str, str]] = {
+    "http_tls": ("TELEPATH_HTTP_TLS", "serve HTTPS/WSS on --http with --tls-cert/--tls-key"),
+    "demo": ("TELEPATH_DEMO", "create a demo account, API key and echo trunk, and print them"),
+    "require_https": ("TELEPATH_REQUIRE_HTTPS", "refuse API requests that came over plain HTTP"),
+}
+# Settings with no flag, from the environment only.
+_ENV_ONLY = {
+    "TELEPATH_SECRET_KEY": "secret_key",
+    "TELEPATH_SECRET_KEY_FILE": "secret_key_file",
+    "TELEPATH_VALIDATE_PROVIDER_CREDENTIALS": "validate_provider_credentials",
+    "TELEPATH_OPENAI_API_URL": "openai_api_url",
+    "TELEPATH_OPENAI_REALTIME_URL": "openai_realtime_url",
+    "TELEPATH_ELEVENLABS_API_URL": "elevenlabs_api_url",
+    "TELEPATH_ELEVENLABS_WS_URL": "elevenlabs_ws_url",
+    "TELEPATH_AGENT_READY_TIMEOUT": "agent_ready_timeout",
+    "TELEPATH_LOG_JSON": "log_json",
+}
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add ``telepath serve``'s flags (each also read from its environment variable)."""
+    for name, (env, text) in _SERVE_FLAGS.items():
+        flag = "--" + name.replace("_", "-")
+        parser.add_argument(
+            flag, dest=name, default=None, metavar=name.upper(), help=f"{text} [{env}]"
+        )
+    for name, (env, text) in _SERVE_SWITCHES.items():
+        flag = "--" + name.replace("_", "-")
+        parser.add_argument(
+            flag, dest=name, action="store_true", default=None, help=f"{text} [{env}]"
+        )
+
+
+def add_database_argument(parser: argparse.ArgumentParser) -> None:
+    """Add ``--database`` to a subcommand that touches data."""
+    env, text = _SERVE_FLAGS["database"]
+    parser.add_argument(
+        "--database", dest="database", default=None, metavar="URL", help=f"{text} [{env}]"
+    )
+
+
+def _bool(value: str, name: str) -> bool:
+    lowered = value.strip().lower()
+    if lowered in _TRUE:
+        return True
+    if lowered in _FALSE:
+        return False
+    raise SettingsError(f"{name}: expected true or false, got {value!r}")
+
+
+def _port_range(value: str, name: str) -> tuple[int, int]:
+    lo, sep, hi = value.partition("-")
+    if not sep or not lo.strip().isdigit() or not hi.strip().isdigit():
+        raise SettingsError(f"{name}: expected LO-HI, got {value!r}")
+    low, high = int(lo), int(hi)
+    if not 1024 <= low < high <= 65535 or high - low < 3:
+        raise SettingsError(f"{name}: need 1024 <= LO < HI <= 65535 with room for a port pair")
+    return low, high
+
+
+def _url(value: str, name: str, schemes: Sequence[str]) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in schemes or not parts.netloc:
+        raise SettingsError(f"{name}: expected a {'/'.join(schemes)} URL, got {value!r}")
+    return value.rstrip("/")
+
+
+def _convert(attr: str, value: str, name: str) -> object:
+    """Turn one raw string into the typed value of ``Settings.attr``."""
+    if attr in ("http", "sip", "sip_tls"):
+        return HostPort.parse(value, name=name)
+    if attr in ("tls_cert", "tls_key", "secret_key_file"):
+        return Path(value)
+    if attr == "rtp_ports":
+        return _port_range(value, name)
+    if attr in ("http_tls", "demo", "require_https", "validate_provider_credentials", "log_json"):
+        return _bool(value, name)
+    if attr == "trusted_proxies":
+        nets = tuple(v.strip() for v in value.split(",") if v.strip())
+        for net in nets:
+            try:
+                ipaddress.ip_network(net, strict=False)
+            except ValueError as exc:
+                raise SettingsError(f"{name}: {net!r} is not a CIDR") from exc
+        return nets
+    if attr == "rate_limit_per_minute":
+        if not value.isdigit() or int(value) < 1:
+            raise SettingsError(f"{name}: expected a positive integer")
+        return int(value)
+    if attr == "agent_ready_timeout":
+        try:
+            seconds = float(value)
+        except ValueError as exc:
+            raise SettingsError(f"{name}: expected seconds") from exc
+        if not 0.1 <= seconds <= 60:
+            raise SettingsError(f"{name}: expected 0.1 to 60 seconds")
+        return seconds
+    if attr in ("openai_api_url", "elevenlabs_api_url"):
+        return _url(value, name, ("http", "https"))
+    if attr in ("openai_realtime_url", "elevenlabs_ws_url"):
+        return _url(value, name, ("ws", "wss"))
+    if attr == "public_url":
+        return _url(value, name, ("http", "https"))
+    if attr == "public_address":
+        try:
+            return str(ipaddress.ip_address(value))
+        except ValueError as exc:
+            raise SettingsError(f"{name}: {value!r} is not an IP address") from exc
+    if attr == "log_level":
+        if value.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+            raise SettingsError(f"{name}: unknown level {value!r}")
+        return value.upper()
+    return value
+
+
+_FLAG_TO_ATTR = {
+    "database": "database_url",
+    "redis": "redis_url",
+    "rate_limit": "rate_limit_per_minute",
+}
+
+
+def load_settings(
+    args: argparse.Namespace | None = None, environ: Mapping[str, str] | None = None
+) -> Settings:
+    """Build ``Settings`` from parsed flags and the environment (``os.environ`` by default)."""
+    env = os.environ if environ is None else environ
+    values: dict[str, object] = {}
+    known = {f.name for f in fields(Settings)}
+    for flag, (var, _) in {**_SERVE_FLAGS, **_SERVE_SWITCHES}.items():
+        attr = _FLAG_TO_ATTR.get(flag, flag)
+        raw = getattr(args, flag, None) if args is not None else None
+        if raw is True:  # a switch given on the command line
+            values[attr] = True
+            continue
+        if raw is None:
+            raw = env.get(var)
+        if raw is None:
+            continue
+        values[attr] = _convert(
+            attr,
+            str(raw),
+            f"--{flag.replace('_', '-')}" if getattr(args, flag, None) is not None else var,
+        )
+    for var, attr in _ENV_ONLY.items():
+        if var in env and attr in known:
+            values[attr] = _convert(attr, env[var], var)
+    settings = replace(Settings(), **values)  # type: ignore[arg-type]  # values are typed by _convert
+    if (settings.sip_tls or settings.http_tls) and not (settings.tls_cert and settings.tls_key):
+        raise SettingsError("--sip-tls and --http-tls need --tls-cert and --tls-key")
+    return settings
