@@ -1,0 +1,680 @@
+"""One call's RTP media: the asyncio pump over the sans-I/O cores of :mod:`ingress.sip.rtp`.
+
+:class:`RtpMediaStream` owns a bound :class:`~ingress.sip.transport.rtp.RtpSocketPair` and
+drives, for the caller's stream:
+
+* in: :class:`~ingress.sip.rtp.SymmetricLatch` (where the caller's RTP really comes from),
+  :class:`~ingress.sip.rtp.ReceiverStatistics`, :class:`~ingress.sip.rtp.JitterBuffer`
+  (playout as ``AudioFrame``; a missing packet is concealed by repeating the last payload
+  once, then by silence in the codec's own encoding), :class:`~ingress.sip.rtp.DtmfReceiver`
+  (RFC 4733 → one ``DtmfDigit`` a key press), :class:`~ingress.sip.rtp.MediaTimeout`;
+* out: :class:`~ingress.sip.rtp.Pacer` (one packet per ``ptime``, silence or comfort noise
+  while the agent is silent, marks, clear, DTMF);
+* both ways: :class:`~ingress.sip.rtp.RtcpReporter` (SR/RR, round-trip time).
+
+Like every asyncio layer here (STYLE.md P3) it is a boring pump: a datagram goes to the
+cores with ``loop.time()`` as ``now``, and ONE ``loop.call_at`` timer, re-armed at the
+earliest of the cores' deadlines, polls them. No task, no sleep loop, no decision that a
+core could make. The loop clock is monotonic, so pacing never drifts with wall-clock steps.
+
+Calling contract (the SIP call leg's side)::
+
+    stream = RtpMediaStream(media, sockets, rand_bits=secrets.randbits, call_id=call_id)
+    stream.play(frame) / stream.mark(name) / stream.clear() / stream.send_dtmf(digits)
+    async for event in stream.events():   # AudioFrame | DtmfDigit | MarkPlayed | LegEnded
+    stream.update(media)                  # after each re-INVITE's offer/answer
+    stream.close(); await stream.wait_closed()
+
+Sending starts once a remote address is known (from the SDP, else latched from the first
+packet) and our direction allows it; it never goes to ``0.0.0.0`` (RFC 3264 §8.4 hold) or
+to a non-IP host. While sending is impossible (hold), queued agent audio waits and so do
+its marks. Audio is never written anywhere but the socket; per-packet logs are DEBUG only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import itertools
+import logging
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TypedDict
+
+from ingress.sip.offer_answer import NegotiatedMedia
+from ingress.sip.rtp import (
+    DtmfReceiver,
+    JitterBuffer,
+    LatchDecision,
+    Lost,
+    MalformedRtcp,
+    MalformedRtp,
+    MalformedTelephoneEvent,
+    MediaTimeout,
+    Pacer,
+    PlayoutFrame,
+    ReceiverStatistics,
+    RtcpReporter,
+    RtpPacket,
+    SenderInfo,
+    SymmetricLatch,
+    is_rtcp,
+)
+from ingress.sip.rtp.jitter import PushResult
+from ingress.sip.rtp.rtcp import RoundTripMeasured, SenderReportReceived
+from ingress.sip.rtp.stats import PacketVerdict
+from ingress.sip.transport.rtp import Address, RtpSocketPair
+from media.chunking import silence
+from media.ending import Blame, CallEnd, DisconnectReason
+from media.errors import FormatMismatchError
+from media.frames import AudioFrame, LegEnded, LegEvent, MarkPlayed
+
+__all__ = ["MediaConfig", "RtpMediaStream", "StreamStats", "usable_address"]
+
+logger = logging.getLogger(__name__)
+
+
+class StreamStats(TypedDict):
+    """:meth:`RtpMediaStream.stats`: inbound (RFC 3550 §6.4 receiver view), outbound, RTCP.
+
+    Times are milliseconds. ``packets_*`` count inbound RTP; ``packets_ignored_source``
+    the packets dropped by latching; ``rtt_ms`` is ``None`` until the peer echoed an SR.
+    """
+
+    packets_received: int
+    packets_expected: int
+    packets_lost: int
+    packets_late: int
+    packets_duplicate: int
+    packets_ignored_source: int
+    packets_malformed: int
+    packets_unknown_payload_type: int
+    comfort_noise_received: int
+    ssrc_changes: int
+    relatches: int
+    jitter_ms: float
+    jitter_max_ms: float
+    jitter_mean_ms: float
+    jitter_buffer_delay_ms: float
+    concealed_frames: int
+    dtmf_received: int
+    events_dropped: int
+    rtt_ms: float | None
+    packets_sent: int
+    audio_sent_ms: float
+    playout_queued_ms: float
+    playout_dropped_frames: int
+    slots_skipped: int
+    rtcp_sent: int
+    rtcp_received: int
+    rtcp_ignored_source: int
+    send_errors: int
+    internal_errors: int
+
+
+@dataclass(frozen=True, slots=True)
+class MediaConfig:
+    """Per-call media settings (the same for every call of a process, as a rule).
+
+    ``media_timeout``: seconds without RTP (not on hold) before ``LegEnded(RTP_TIMEOUT)``.
+    ``jitter_*``: the jitter buffer's delay bounds (ms) and capacity (packets).
+    ``event_queue_size``: inbound events held for a slow consumer; beyond it the oldest
+    audio frame is dropped (and counted). ``playout_queue_ms``: agent audio held for
+    sending (oldest dropped beyond it). ``max_behind_slots``: a pacer tick later than this
+    many packet times sends only the current packet instead of a burst.
+    ``drain_seconds``: how long the port pair rests after the call (``None``: the pool's).
+    """
+
+    media_timeout: float = 30.0
+    jitter_min_delay_ms: int = 20
+    jitter_max_delay_ms: int = 40
+    jitter_capacity: int = 50
+    event_queue_size: int = 100
+    playout_queue_ms: int = 60_000
+    max_behind_slots: int = 1
+    rtcp_interval: float = 5.0
+    dtmf_end_timeout: float = 0.5
+    relatch_after: int = 5
+    max_datagram_bytes: int = 1500
+    drain_seconds: float | None = None
+
+
+def usable_address(host: str, port: int) -> Address | None:
+    """``(host, port)`` if RTP may be sent there: an IP literal (no DNS on the media path),
+    not unspecified (``0.0.0.0`` is the RFC 3264 §8.4 hold address) and a real port."""
+    if not 0 < port <= 65535:
+        return None
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return None
+    if ip.is_unspecified or ip.is_multicast:
+        return None
+    return str(ip), port
+
+
+class RtpMediaStream:
+    """One call's RTP media over ``sockets``; see the module docstring.
+
+    ``media`` is the outcome of offer/answer; ``rand_bits(k)`` the random source for SSRC,
+    initial sequence number/timestamp, CNAME and RTCP intervals (``secrets.randbits``).
+    Must be created inside the running ``loop``; starts at once (sends silence when the
+    remote address is known, arms the media timeout).
+    """
+
+    def __init__(
+        self,
+        media: NegotiatedMedia,
+        sockets: RtpSocketPair,
+        *,
+        rand_bits: Callable[[int], int],
+        config: MediaConfig | None = None,
+        loop: asyncio.AbstractEventLoop | None = None,
+        call_id: str = "",
+    ) -> None:
+        self._loop = loop or asyncio.get_running_loop()
+        self._config = config = config or MediaConfig()
+        self._sockets = sockets
+        self._media = media
+        self.call_id = call_id
+        self.format = media.codec
+        # Raises UnsupportedFormatError when ptime is not whole samples of the codec.
+        self._silence = silence(media.codec, media.ptime)
+        self._pacer = Pacer(
+            payload_type=media.payload_type,
+            audio_format=media.codec,
+            clock_rate=media.clock_rate,
+            silence=self._silence,
+            rand_bits=rand_bits,
+            ptime_ms=media.ptime,
+            max_queue_ms=config.playout_queue_ms,
+            max_behind=config.max_behind_slots,
+            telephone_event_pt=media.telephone_event_pt,
+            telephone_event_clock_rate=media.telephone_event_clock_rate,
+            comfort_noise_pt=media.comfort_noise_pt,
+        )
+        self._jitter = JitterBuffer(
+            clock_rate=media.clock_rate,
+            ptime_ms=media.ptime,
+            min_delay_ms=config.jitter_min_delay_ms,
+            max_delay_ms=config.jitter_max_delay_ms,
+            capacity=config.jitter_capacity,
+        )
+        self._stats = ReceiverStatistics(media.clock_rate)
+        self._latch = SymmetricLatch(
+            usable_address(media.remote_address, media.remote_port),
+            switch_after=config.relatch_after,
+        )
+        self._dtmf = self._dtmf_receiver(media)
+        self._timeout = MediaTimeout(config.media_timeout)
+        # RFC 7022 §4.2: a random, per-session CNAME.
+        self._rtcp = RtcpReporter(
+            self._pacer.ssrc,
+            f"{rand_bits(64):016x}@telepath",
+            ntp_offset=time.time() - self._loop.time(),
+            rand_bits=rand_bits,
+            interval=config.rtcp_interval,
+        )
+        self._rtcp_source: Address | None = None  # where the peer's RTCP comes from
+        self._events: deque[LegEvent] = deque()
+        self._wakeup: asyncio.Future[None] | None = None
+        self._ended = False  # LegEnded emitted
+        self._arrivals: dict[int, float] = {}  # sequence number -> loop time of arrival
+        self._last_payload: bytes | None = None
+        self._lost_run = 0
+        self._position_ms = 0.0  # media position of the next inbound frame
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_when = 0.0
+        self._closed = False
+        self._on_hold = False
+        # counters
+        self._malformed = 0
+        self._unknown_pt = 0
+        self._comfort_noise = 0
+        self._dtmf_digits = 0
+        self._events_dropped = 0
+        self._rtcp_sent = 0
+        self._rtcp_received = 0
+        self._rtcp_ignored = 0
+        self._internal_errors = 0
+
+        now = self._loop.time()
+        self._timeout.start(now)
+        self._rtcp.start(now)
+        self.set_hold(media.on_hold)
+        sockets.attach(self._datagram_received)
+        self._rearm()
+
+    def _dtmf_receiver(self, media: NegotiatedMedia) -> DtmfReceiver:
+        rate = media.telephone_event_clock_rate or media.clock_rate
+        return DtmfReceiver(rate, end_timeout=self._config.dtmf_end_timeout)
+
+    # -- public surface ----------------------------------------------------------------
+
+    @property
+    def media(self) -> NegotiatedMedia:
+        """The media description in force (the last one given to :meth:`update`)."""
+        return self._media
+
+    @property
+    def local_port(self) -> int:
+        return self._sockets.port
+
+    @property
+    def ssrc(self) -> int:
+        """Our sending SSRC."""
+        return self._pacer.ssrc
+
+    @property
+    def send_target(self) -> Address | None:
+        """Where our RTP goes now: the latched source, else the SDP address, else ``None``."""
+        return self._latch.send_to
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def play(self, frame: AudioFrame) -> None:
+        """Queue agent audio in the negotiated format (any length: it is cut into packets).
+
+        Raises ``FormatMismatchError`` for a frame in another format. Never blocks.
+        """
+        if frame.format != self.format:
+            raise FormatMismatchError(f"RTP stream is {self.format}, frame is {frame.format}")
+        if not self._closed:
+            self._pacer.enqueue(frame.payload)
+
+    def mark(self, name: str) -> None:
+        """``MarkPlayed(name)`` once the audio queued so far has been sent (at once if none)."""
+        if not self._closed:
+            self._pacer.mark(name)
+            self._flush_marks()
+
+    def clear(self) -> None:
+        """Drop all queued agent audio (the next packet is silence); pending marks are
+        acknowledged at once."""
+        if not self._closed:
+            self._pacer.clear()
+            self._flush_marks()
+
+    def send_dtmf(self, digits: str) -> None:
+        """Send RFC 4733 events ahead of queued audio. Raises ``ValueError`` for a
+        character that is not a DTMF digit, or when telephone-event was not negotiated."""
+        if not self._closed:
+            self._pacer.send_dtmf(digits)
+
+    def set_hold(self, on_hold: bool) -> None:
+        """Hold suspends the media timeout (resuming restarts its count)."""
+        self._on_hold = on_hold
+        self._timeout.set_hold(on_hold, self._loop.time())
+        self._rearm()
+
+    def update(self, media: NegotiatedMedia) -> None:
+        """Apply a re-INVITE's offer/answer: hold/resume, a new remote address or payload
+        type numbers. Raises ``ValueError`` if the codec or clock rate changed (the
+        ``SdpSession`` keeps the codec; a new codec needs a new stream). A new remote
+        address drops the latch so the stream latches afresh."""
+        old = self._media
+        if media.codec != old.codec or media.clock_rate != old.clock_rate:
+            raise ValueError(
+                f"an RTP stream keeps its codec: {old.codec}/{old.clock_rate} "
+                f"-> {media.codec}/{media.clock_rate}"
+            )
+        self._media = media
+        self._pacer.payload_type = media.payload_type
+        self._pacer.telephone_event_pt = media.telephone_event_pt
+        self._pacer.telephone_event_clock_rate = (
+            media.telephone_event_clock_rate or media.clock_rate
+        )
+        self._pacer.comfort_noise_pt = media.comfort_noise_pt
+        if media.telephone_event_clock_rate != old.telephone_event_clock_rate:
+            self._dtmf = self._dtmf_receiver(media)
+        new_target = usable_address(media.remote_address, media.remote_port)
+        if new_target != usable_address(old.remote_address, old.remote_port):
+            logger.info(
+                "call %s: remote RTP address now %s (re-INVITE); latching afresh",
+                self.call_id,
+                new_target,
+            )
+            self._latch.reset(new_target)
+            self._rtcp_source = None
+        elif (media.remote_rtcp_address, media.remote_rtcp_port, media.rtcp_mux) != (
+            old.remote_rtcp_address,
+            old.remote_rtcp_port,
+            old.rtcp_mux,
+        ):
+            self._rtcp_source = None
+        self.set_hold(media.on_hold)
+
+    async def events(self) -> AsyncIterator[LegEvent]:
+        """Caller audio, DTMF, mark acknowledgements, and ``LegEnded`` on media timeout.
+
+        Ends after ``LegEnded``, or after :meth:`close` once the queued events are out.
+        One consumer at a time.
+        """
+        while True:
+            while self._events:
+                event = self._events.popleft()
+                yield event
+                if isinstance(event, LegEnded):
+                    return
+            if self._closed or self._ended:
+                return
+            self._wakeup = self._loop.create_future()
+            try:
+                await self._wakeup
+            finally:
+                self._wakeup = None
+
+    def stats(self) -> StreamStats:
+        """A snapshot for the call record and the dashboard (counts; times in ms)."""
+        snap = self._stats.snapshot()
+        rtt = self._rtcp.rtt
+        return {
+            "packets_received": snap.received,
+            "packets_expected": snap.expected,
+            "packets_lost": snap.lost,
+            "packets_late": snap.late,
+            "packets_duplicate": snap.duplicates,
+            "packets_ignored_source": self._latch.ignored,
+            "packets_malformed": self._malformed,
+            "packets_unknown_payload_type": self._unknown_pt,
+            "comfort_noise_received": self._comfort_noise,
+            "ssrc_changes": snap.ssrc_changes,
+            "relatches": self._latch.relatches,
+            "jitter_ms": round(snap.jitter_ms, 3),
+            "jitter_max_ms": round(snap.max_jitter_ms, 3),
+            "jitter_mean_ms": round(snap.mean_jitter_ms, 3),
+            "jitter_buffer_delay_ms": round(self._jitter.delay * 1000, 3),
+            "concealed_frames": self._jitter.concealed,
+            "dtmf_received": self._dtmf_digits,
+            "events_dropped": self._events_dropped,
+            "rtt_ms": None if rtt is None else round(rtt * 1000, 3),
+            "packets_sent": self._pacer.packets_sent,
+            "audio_sent_ms": self._pacer.audio_sent_ms,
+            "playout_queued_ms": self._pacer.queued_ms,
+            "playout_dropped_frames": self._pacer.dropped_frames,
+            "slots_skipped": self._pacer.skipped_slots,
+            "rtcp_sent": self._rtcp_sent,
+            "rtcp_received": self._rtcp_received,
+            "rtcp_ignored_source": self._rtcp_ignored,
+            "send_errors": self._sockets.send_errors,
+            "internal_errors": self._internal_errors,
+        }
+
+    def close(self) -> None:
+        """Stop (idempotent): RTCP BYE (RFC 3550 §6.6), timer cancelled, sockets closed,
+        the port pair back in the pool after the drain period; :meth:`events` ends."""
+        if self._closed:
+            return
+        target = self._rtcp_target()
+        if target is not None:
+            self._sockets.send_rtcp(self._rtcp.bye(), target, mux=self._media.rtcp_mux)
+        self._closed = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._sockets.close(drain_seconds=self._config.drain_seconds)
+        self._wake()
+        logger.info("call %s: RTP stream on port %d closed", self.call_id, self._sockets.port)
+
+    async def wait_closed(self) -> None:
+        """Wait until the sockets are closed (and the port pair is back in the pool)."""
+        await self._sockets.wait_closed()
+
+    # -- events out --------------------------------------------------------------------
+
+    def _emit(self, event: LegEvent) -> None:
+        if self._ended:
+            return
+        if len(self._events) >= self._config.event_queue_size and not isinstance(event, LegEnded):
+            self._drop_one()
+        self._events.append(event)
+        if isinstance(event, LegEnded):
+            self._ended = True
+        self._wake()
+
+    def _drop_one(self) -> None:
+        """The consumer fell behind: drop the oldest audio frame (else the oldest event)."""
+        self._events_dropped += 1
+        for index, queued in enumerate(self._events):
+            if isinstance(queued, AudioFrame):
+                del self._events[index]
+                return
+        self._events.popleft()
+
+    def _wake(self) -> None:
+        if self._wakeup is not None and not self._wakeup.done():
+            self._wakeup.set_result(None)
+
+    def _flush_marks(self) -> None:
+        for name in self._pacer.acknowledged_marks():
+            self._emit(MarkPlayed(name))
+
+    # -- the one timer -----------------------------------------------------------------
+
+    def _can_send(self) -> bool:
+        return not self._closed and self._media.direction.sends and self._latch.send_to is not None
+
+    def _rearm(self) -> None:
+        """Arm the single timer at the earliest deadline of the cores."""
+        if self._closed:
+            return
+        deadlines = [
+            self._jitter.next_deadline(),
+            self._dtmf.next_deadline(),
+            self._timeout.next_deadline(),
+            self._rtcp.next_deadline(),
+        ]
+        if self._can_send():
+            # None: the pacer has not started yet; start it now.
+            deadlines.append(self._pacer.next_deadline() or self._loop.time())
+        when = min((d for d in deadlines if d is not None), default=None)
+        if when is None:
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+            return
+        if self._timer is not None:
+            if self._timer_when == when:
+                return
+            self._timer.cancel()
+        self._timer_when = when
+        self._timer = self._loop.call_at(when, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        if self._closed:
+            return
+        try:
+            self._tick(self._loop.time())
+        except Exception:
+            # A bug, not peer input (the cores turn that into typed errors, caught below).
+            # Do not re-arm into a loop of the same failure: end the leg, let it close us.
+            logger.exception("call %s: RTP media stream failed", self.call_id)
+            self._fail()
+            return
+        self._rearm()
+
+    def _fail(self) -> None:
+        self._internal_errors += 1
+        self._emit(
+            LegEnded(
+                CallEnd(
+                    DisconnectReason.SYSTEM_ERROR,
+                    Blame.SYSTEM,
+                    "Internal error in the RTP media stream",
+                )
+            )
+        )
+
+    def _tick(self, now: float) -> None:
+        target = self._latch.send_to
+        if self._can_send() and target is not None:
+            for packet in self._pacer.poll(now):
+                self._sockets.send_rtp(packet.serialize(), target)
+            self._flush_marks()
+        for item in self._jitter.pop(now):
+            self._play_out(item)
+        for received in self._dtmf.poll(now):
+            self._dtmf_digits += 1
+            self._emit(received.digit)
+        timed_out = self._timeout.poll(now)
+        if timed_out is not None:
+            explanation = self._timeout_explanation(timed_out.last_packet_at, now)
+            logger.warning("call %s: %s", self.call_id, explanation)
+            self._emit(LegEnded(CallEnd(DisconnectReason.RTP_TIMEOUT, Blame.CARRIER, explanation)))
+        due = self._rtcp.next_deadline()
+        if due is not None and now >= due:
+            self._send_rtcp_report(now)
+
+    def _timeout_explanation(self, last: float | None, now: float) -> str:
+        seconds = f"{self._config.media_timeout:g}"
+        if last is None:
+            return f"No RTP from the carrier for {seconds} s (no packet arrived at all)"
+        wall = time.time() - (now - last)
+        stamp = datetime.fromtimestamp(wall, tz=UTC).strftime("%H:%M:%S")
+        return f"No RTP from the carrier for {seconds} s (last packet at {stamp} UTC)"
+
+    def _send_rtcp_report(self, now: float) -> None:
+        sender = None
+        if self._pacer.packets_sent:
+            sender = SenderInfo(
+                self._pacer.rtp_timestamp_at(now),
+                self._pacer.packets_sent,
+                self._pacer.octets_sent,
+            )
+        # report_block() closes the interval for "fraction lost": only when a report is due.
+        data = self._rtcp.poll(now, report=self._stats.report_block(now), sender=sender)
+        target = self._rtcp_target()
+        if data is not None and target is not None:
+            self._sockets.send_rtcp(data, target, mux=self._media.rtcp_mux)
+            self._rtcp_sent += 1
+
+    def _rtcp_target(self) -> Address | None:
+        if self._media.rtcp_mux:
+            return self._latch.send_to
+        if self._rtcp_source is not None:
+            return self._rtcp_source  # symmetric RTCP, like symmetric RTP
+        return usable_address(self._media.remote_rtcp_address, self._media.remote_rtcp_port)
+
+    # -- datagrams in ------------------------------------------------------------------
+
+    def _datagram_received(
+        self, data: bytes, source: Address, on_rtcp_port: bool, arrived: float
+    ) -> None:
+        if self._closed:
+            return
+        try:
+            self._datagram(data, source, on_rtcp_port, arrived)
+        except Exception:
+            # An exception escaping datagram_received would make asyncio close the socket;
+            # a packet that trips a bug must not take the call's media down with it.
+            if not self._internal_errors:
+                logger.exception("call %s: error handling a datagram from %s", self.call_id, source)
+            self._internal_errors += 1
+
+    def _datagram(self, data: bytes, source: Address, on_rtcp_port: bool, arrived: float) -> None:
+        if len(data) > self._config.max_datagram_bytes:
+            self._malformed += 1
+            return
+        if on_rtcp_port or is_rtcp(data):
+            # RFC 5761 §4: on a multiplexed port, RTCP is told apart by its packet type.
+            self._receive_rtcp(data, source, on_rtcp_port, arrived)
+            return
+        try:
+            packet = RtpPacket.parse(data)
+        except MalformedRtp as exc:
+            self._malformed += 1
+            if logger.isEnabledFor(logging.DEBUG):
+                logger.debug("call %s: dropped datagram from %s: %s", self.call_id, source, exc)
+            return
+        self._receive_rtp(packet, source, arrived)
+        self._rearm()
+
+    def _receive_rtp(self, packet: RtpPacket, source: Address, arrived: float) -> None:
+        decision = self._latch.receive(source, packet.ssrc, packet.sequence_number)
+        if decision is LatchDecision.IGNORED:
+            if logger.isEnabledFor(logging.DEBUG):
+                logger.debug("call %s: ignored RTP from %s", self.call_id, source)
+            return
+        if decision is not LatchDecision.ACCEPTED:
+            logger.info("call %s: RTP %s to %s:%d", self.call_id, decision.value, *source)
+        self._timeout.packet_received(arrived)
+        verdict = self._stats.update(packet.ssrc, packet.sequence_number, packet.timestamp, arrived)
+        pt = packet.payload_type
+        media = self._media
+        if pt == media.payload_type:
+            if verdict is PacketVerdict.DUPLICATE or not packet.payload:
+                return
+            self._remember_arrival(packet.sequence_number, arrived)
+            if self._jitter.push(packet, arrived) is PushResult.LATE:
+                self._stats.record_late()
+        elif pt == media.telephone_event_pt:
+            try:
+                received = self._dtmf.receive(packet.timestamp, packet.payload, arrived)
+            except MalformedTelephoneEvent:
+                self._malformed += 1
+                return
+            for event in received:
+                self._dtmf_digits += 1
+                self._emit(event.digit)
+        elif pt == media.comfort_noise_pt:
+            # RFC 3389: the caller went silent; the jitter buffer conceals with silence.
+            self._comfort_noise += 1
+        else:
+            self._unknown_pt += 1
+
+    def _remember_arrival(self, sequence_number: int, arrived: float) -> None:
+        arrivals = self._arrivals
+        arrivals[sequence_number] = arrived
+        limit = 4 * self._config.jitter_capacity
+        if len(arrivals) > limit:
+            # Packets the buffer dropped never come out: forget the oldest half.
+            for seq in list(itertools.islice(arrivals, limit // 2)):
+                del arrivals[seq]
+
+    def _play_out(self, item: PlayoutFrame | Lost) -> None:
+        received_at: float | None
+        if isinstance(item, PlayoutFrame):
+            payload = item.payload
+            received_at = self._arrivals.pop(item.sequence_number, None)
+            self._last_payload = payload
+            self._lost_run = 0
+        else:
+            # Concealment: repeat the last packet once (it masks a single loss well),
+            # then silence in the codec's own encoding.
+            self._lost_run += 1
+            last = self._last_payload
+            repeat = self._lost_run == 1 and last is not None and len(last) == len(self._silence)
+            payload = last if repeat and last is not None else self._silence
+            received_at = None
+        frame = AudioFrame(self.format, payload, int(self._position_ms), received_at)
+        self._position_ms += self.format.ms_for_bytes(len(payload))
+        self._emit(frame)
+
+    def _receive_rtcp(
+        self, data: bytes, source: Address, on_rtcp_port: bool, arrived: float
+    ) -> None:
+        latched = self._latch.latched
+        if latched is not None and source[0] != latched[0]:
+            self._rtcp_ignored += 1  # RTCP only from the host our RTP comes from
+            return
+        try:
+            events = self._rtcp.receive(data, arrived)
+        except MalformedRtcp as exc:
+            self._malformed += 1
+            if logger.isEnabledFor(logging.DEBUG):
+                logger.debug("call %s: dropped RTCP from %s: %s", self.call_id, source, exc)
+            return
+        self._rtcp_received += 1
+        if on_rtcp_port:
+            self._rtcp_source = source
+        for event in events:
+            if isinstance(event, SenderReportReceived):
+                self._stats.record_sender_report(event.ntp_timestamp, arrived)
+            elif isinstance(event, RoundTripMeasured) and logger.isEnabledFor(logging.DEBUG):
+                logger.debug("call %s: RTT %.1f ms", self.call_id, event.rtt * 1000)
