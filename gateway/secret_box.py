@@ -109,8 +109,8 @@ def _read_key_file(path: Path) -> Keyring:
         data = json.loads(path.read_text())
         current = decode_key(data["current"])
         older = tuple(decode_key(k) for k in data.get("older", []))
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise SecretKeyError(f"key file {path} is unreadable or malformed") from exc
+    except (OSError, ValueError, KeyError, TypeError, SecretKeyError) as exc:
+        raise SecretKeyError(f"key file {path} is unreadable or malformed: {exc}") from exc
     return Keyring(current, older)
 
 

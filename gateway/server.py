@@ -36,6 +36,9 @@ async def run_server(settings: Settings) -> None:
     """Serve until SIGTERM/SIGINT."""
     await open_database(settings.database_url)
     services = Services.build(settings)
+    # Calls a crash left open are closed before any new call; pending webhooks resume.
+    await services.calls.close_stale()
+    services.webhooks.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -65,6 +65,8 @@ class Settings:
     openai_realtime_url: str = "wss://api.openai.com/v1/realtime"
     elevenlabs_api_url: str = "https://api.elevenlabs.io"
     elevenlabs_ws_url: str = "wss://api.elevenlabs.io/v1/convai/conversation"
+    twilio_api_url: str = "https://api.twilio.com"
+    telnyx_api_url: str = "https://api.telnyx.com"
     agent_ready_timeout: float = 5.0
     log_level: str = "INFO"
     log_json: bool = True
@@ -147,6 +149,8 @@ _ENV_ONLY = {
     "TELEPATH_OPENAI_REALTIME_URL": "openai_realtime_url",
     "TELEPATH_ELEVENLABS_API_URL": "elevenlabs_api_url",
     "TELEPATH_ELEVENLABS_WS_URL": "elevenlabs_ws_url",
+    "TELEPATH_TWILIO_API_URL": "twilio_api_url",
+    "TELEPATH_TELNYX_API_URL": "telnyx_api_url",
     "TELEPATH_AGENT_READY_TIMEOUT": "agent_ready_timeout",
     "TELEPATH_LOG_JSON": "log_json",
 }
@@ -232,7 +236,7 @@ def _convert(attr: str, value: str, name: str) -> object:
         if not 0.1 <= seconds <= 60:
             raise SettingsError(f"{name}: expected 0.1 to 60 seconds")
         return seconds
-    if attr in ("openai_api_url", "elevenlabs_api_url"):
+    if attr in ("openai_api_url", "elevenlabs_api_url", "twilio_api_url", "telnyx_api_url"):
         return _url(value, name, ("http", "https"))
     if attr in ("openai_realtime_url", "elevenlabs_ws_url"):
         return _url(value, name, ("ws", "wss"))

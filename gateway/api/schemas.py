@@ -8,6 +8,8 @@ own error codes (``PydanticCustomError`` types), which ``validation_error`` turn
 
 from __future__ import annotations
 
+import base64
+import binascii
 import ipaddress
 import re
 from typing import Annotated, Any, Literal, TypeVar
@@ -80,6 +82,19 @@ def _http_url(value: str) -> str:
     return value
 
 
+def _ed25519_public_key(value: str) -> str:
+    try:
+        raw = base64.b64decode(value.strip(), validate=True)
+    except (binascii.Error, ValueError):
+        raw = b""
+    if len(raw) != 32:
+        raise PydanticCustomError(
+            "invalid_public_key",
+            "telnyx_public_key must be the base64 Ed25519 public key from the Telnyx portal",
+        )
+    return value.strip()
+
+
 def _headers(value: dict[str, str]) -> dict[str, str]:
     if len(value) > 20:
         raise PydanticCustomError("invalid_headers", "at most 20 custom headers")
@@ -121,6 +136,11 @@ HttpUrl = Annotated[
 Secret = Annotated[str, Field(min_length=1, max_length=4000)]
 Name = Annotated[str, Field(min_length=1, max_length=200)]
 Headers = Annotated[dict[str, Annotated[str, Field(max_length=4000)]], AfterValidator(_headers)]
+TwilioAccountSid = Annotated[
+    str, Field(pattern=r"^AC[0-9a-fA-F]{32}$", examples=["AC0123456789abcdef0123456789abcdef"])
+]
+TelnyxPublicKey = Annotated[str, Field(max_length=100), AfterValidator(_ed25519_public_key)]
+TelnyxMode = Literal["texml", "call_control"]
 
 
 class ProviderConfig(BaseModel):
@@ -197,6 +217,18 @@ class TrunkFields(BaseModel):
     allowed_ips: Annotated[list[IpRange], Field(max_length=100)] | None = None
     webhook_url: HttpUrl | None = None
     webhook_secret: Annotated[str, Field(min_length=1, max_length=500)] | None = None
+    webhook_events: (
+        Annotated[
+            list[Literal["call.started", "call.answered"]],
+            Field(max_length=2),
+            AfterValidator(lambda events: list(dict.fromkeys(events))),
+        ]
+        | None
+    ) = Field(
+        None,
+        description="Status-webhook events sent besides call.ended (always sent): "
+        "call.started, call.answered",
+    )
     status: TrunkStatus | None = None
     auth_mode: AuthMode | None = Field(
         None, description="digest (default), ip (allowed_ips only) or either"
@@ -204,6 +236,21 @@ class TrunkFields(BaseModel):
     max_concurrent_calls: Annotated[int, Field(ge=1, le=100000)] | None = None
     max_call_duration: Annotated[int, Field(ge=10, le=86400)] | None = Field(
         None, description="seconds"
+    )
+    twilio_account_sid: TwilioAccountSid | None = Field(
+        None, description="Twilio account SID (AC…), for the REST hang-up"
+    )
+    twilio_auth_token: Secret | None = Field(
+        None, description="Twilio auth token: checks X-Twilio-Signature, authorises hang-ups"
+    )
+    telnyx_api_key: Secret | None = Field(
+        None, description="Telnyx API key (Call Control answer/streaming/hang-up)"
+    )
+    telnyx_public_key: TelnyxPublicKey | None = Field(
+        None, description="Telnyx Ed25519 public key (base64) that signs its webhooks"
+    )
+    telnyx_mode: TelnyxMode | None = Field(
+        None, description="How the Telnyx number reaches Telepath: texml (default) or call_control"
     )
 
 
@@ -215,6 +262,14 @@ class TrunkCreate(TrunkFields):
 
 class TrunkUpdate(TrunkFields):
     """``PATCH /v1/trunks/{id}``: only the fields sent change; ``null`` clears a field."""
+
+
+class CarrierWebhookUrls(BaseModel):
+    """Where a Twilio or Telnyx number's webhooks must point (built from ``--public-url``)."""
+
+    twilio_voice: str
+    twilio_status: str
+    telnyx_voice: str
 
 
 class TrunkOut(BaseModel):
@@ -249,6 +304,18 @@ class TrunkOut(BaseModel):
     credentials_verified: bool | None
     max_concurrent_calls: int | None
     max_call_duration: int | None
+    webhook_events: list[str] = Field(default_factory=list)
+    total_calls: int = 0
+    last_call_at: str | None = None
+    avg_latency: float | None = Field(None, description="Mean ai_latency of its calls, ms")
+    twilio_account_sid: str | None = None
+    twilio_auth_token: str | None = Field(None, description="Masked")
+    telnyx_api_key: str | None = Field(None, description="Masked")
+    telnyx_public_key: str | None = None
+    telnyx_mode: TelnyxMode = "texml"
+    webhook_urls: CarrierWebhookUrls | None = Field(
+        None, description="Paste these into the Twilio/Telnyx number's voice settings"
+    )
     created_at: str
     updated_at: str
 
@@ -307,6 +374,8 @@ _FIELD_CODES = {
     "base_url": "invalid_url",
     "allowed_ips": "invalid_ip_range",
     "custom_headers": "invalid_headers",
+    "twilio_account_sid": "invalid_field",
+    "telnyx_public_key": "invalid_public_key",
 }
 
 _PYDANTIC_TO_CODE = {

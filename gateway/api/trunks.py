@@ -7,7 +7,15 @@ from typing import Any
 from quart import Response, jsonify, request
 
 from gateway.api import api, get_services, json_body, require_scope
-from gateway.api.schemas import TrunkCreate, TrunkOut, TrunkUpdate, parse_model
+from gateway.api.schemas import (
+    CarrierWebhookUrls,
+    TrunkCreate,
+    TrunkOut,
+    TrunkUpdate,
+    parse_model,
+)
+from gateway.media_streams.urls import carrier_webhook_urls
+from gateway.services.calls import TrunkCallStats
 from gateway.services.errors import InvalidRequest
 from gateway.services.trunks import TrunkState
 
@@ -21,9 +29,16 @@ def mask(value: str | None) -> str | None:
     return "****" + value[-4:] if len(value) > 8 else "****"
 
 
-def trunk_out(state: TrunkState, sip_domain: str) -> dict[str, Any]:
-    """The API view of a trunk (``TrunkOut``)."""
+def trunk_out(
+    state: TrunkState,
+    sip_domain: str,
+    public_url: str | None = None,
+    stats: TrunkCallStats | None = None,
+) -> dict[str, Any]:
+    """The API view of a trunk (``TrunkOut``); ``public_url`` adds the carrier webhook URLs,
+    ``stats`` its call figures (``CallService.trunk_stats``)."""
     trunk = state.trunk
+    calls = stats or TrunkCallStats()
     secrets = state.secrets
     config = dict(trunk.provider_config or {})
     key_field = {
@@ -63,6 +78,20 @@ def trunk_out(state: TrunkState, sip_domain: str) -> dict[str, Any]:
         credentials_verified=trunk.credentials_verified,
         max_concurrent_calls=trunk.max_concurrent_calls,
         max_call_duration=trunk.max_call_duration,
+        webhook_events=list(trunk.webhook_events or []),
+        total_calls=calls.total_calls,
+        last_call_at=calls.last_call_at.isoformat().replace("+00:00", "Z")
+        if calls.last_call_at
+        else None,
+        avg_latency=calls.avg_latency,
+        twilio_account_sid=secrets.get("twilio_account_sid"),
+        twilio_auth_token=mask(secrets.get("twilio_auth_token")),
+        telnyx_api_key=mask(secrets.get("telnyx_api_key")),
+        telnyx_public_key=secrets.get("telnyx_public_key"),
+        telnyx_mode=secrets.get("telnyx_mode") or "texml",  # type: ignore[arg-type]  # validated on write
+        webhook_urls=CarrierWebhookUrls(**carrier_webhook_urls(public_url, trunk.id))
+        if public_url
+        else None,
         created_at=trunk.created_at.isoformat().replace("+00:00", "Z"),
         updated_at=trunk.updated_at.isoformat().replace("+00:00", "Z"),
     )
@@ -78,8 +107,11 @@ def _int_arg(name: str, default: int) -> int:
     return int(raw)
 
 
-def _one(state: TrunkState, status: int = 200) -> tuple[Response, int]:
-    return jsonify(trunk_out(state, get_services().settings.sip_domain)), status
+async def _one(state: TrunkState, status: int = 200) -> tuple[Response, int]:
+    services = get_services()
+    settings = services.settings
+    stats = (await services.calls.trunk_stats([state.trunk.id])).get(state.trunk.id)
+    return jsonify(trunk_out(state, settings.sip_domain, settings.http_base_url, stats)), status
 
 
 def _changes(body: dict[str, Any], model: type[TrunkCreate] | type[TrunkUpdate]) -> dict[str, Any]:
@@ -93,7 +125,7 @@ async def create_trunk() -> tuple[Response, int]:
     who = require_scope("write")
     changes = _changes(await json_body(), TrunkCreate)
     state = await get_services().trunks.create(who.account_id, changes)
-    return _one(state, 201)
+    return await _one(state, 201)
 
 
 @api.get("/trunks")
@@ -111,9 +143,11 @@ async def list_trunks() -> Response:
         oldest_first=sort == "created_at",
     )
     domain = get_services().settings.sip_domain
+    base_url = get_services().settings.http_base_url
+    stats = await get_services().calls.trunk_stats([s.trunk.id for s in page.items])
     return jsonify(
         {
-            "data": [trunk_out(s, domain) for s in page.items],
+            "data": [trunk_out(s, domain, base_url, stats.get(s.trunk.id)) for s in page.items],
             "next_cursor": page.next_cursor,
             "has_more": page.has_more,
         }
@@ -124,7 +158,7 @@ async def list_trunks() -> Response:
 async def get_trunk(trunk_id: str) -> tuple[Response, int]:
     """One trunk."""
     who = require_scope("read")
-    return _one(await get_services().trunks.get(who.account_id, trunk_id))
+    return await _one(await get_services().trunks.get(who.account_id, trunk_id))
 
 
 @api.patch("/trunks/<trunk_id>")
@@ -132,7 +166,7 @@ async def update_trunk(trunk_id: str) -> tuple[Response, int]:
     """Change a trunk; ``null`` clears a field."""
     who = require_scope("write")
     changes = _changes(await json_body(), TrunkUpdate)
-    return _one(await get_services().trunks.update(who.account_id, trunk_id, changes))
+    return await _one(await get_services().trunks.update(who.account_id, trunk_id, changes))
 
 
 @api.delete("/trunks/<trunk_id>")
@@ -161,14 +195,14 @@ async def rotate_sip_password(trunk_id: str) -> Response:
 async def activate_trunk(trunk_id: str) -> tuple[Response, int]:
     """Accept calls again (also clears an error status)."""
     who = require_scope("write")
-    return _one(await get_services().trunks.set_active(who.account_id, trunk_id, True))
+    return await _one(await get_services().trunks.set_active(who.account_id, trunk_id, True))
 
 
 @api.post("/trunks/<trunk_id>/deactivate")
 async def deactivate_trunk(trunk_id: str) -> tuple[Response, int]:
     """Refuse new calls (480) until activated."""
     who = require_scope("write")
-    return _one(await get_services().trunks.set_active(who.account_id, trunk_id, False))
+    return await _one(await get_services().trunks.set_active(who.account_id, trunk_id, False))
 
 
 @api.post("/credentials/generate")

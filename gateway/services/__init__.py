@@ -6,14 +6,22 @@ Services own database transactions and raise ``ServiceError`` subclasses
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
+from gateway.metrics import GatewayMetrics
 from gateway.secret_box import Keyring, load_keyring
+from gateway.services.analytics import AnalyticsService
 from gateway.services.api_keys import ApiKeyService
+from gateway.services.calls import CallService, default_node_name
 from gateway.services.provider_check import ProviderChecker
 from gateway.services.ratelimit import RateLimiter, make_rate_limiter
 from gateway.services.trunks import TrunkService
+from gateway.services.webhooks import WebhookService
 from gateway.settings import Settings
+
+if TYPE_CHECKING:
+    from gateway.call_runner import CallRunner
 
 
 @dataclass
@@ -25,6 +33,20 @@ class Services:
     api_keys: ApiKeyService
     trunks: TrunkService
     rate_limiter: RateLimiter
+    calls: CallService
+    webhooks: WebhookService
+    analytics: AnalyticsService
+    metrics: GatewayMetrics
+    _runner: CallRunner | None = field(default=None, init=False, repr=False)
+
+    @property
+    def runner(self) -> CallRunner:
+        """The process's ``CallRunner`` (made on first use): every call goes through it."""
+        if self._runner is None:
+            from gateway.call_runner import CallRunner
+
+            self._runner = CallRunner(self)
+        return self._runner
 
     @classmethod
     def build(cls, settings: Settings, keyring: Keyring | None = None) -> Services:
@@ -35,14 +57,21 @@ class Services:
             openai_api_url=settings.openai_api_url,
             elevenlabs_api_url=settings.elevenlabs_api_url,
         )
+        trunks = TrunkService(ring, settings.sip_domain, checker)
+        metrics = GatewayMetrics()
         return cls(
             settings=settings,
             keyring=ring,
             api_keys=ApiKeyService(),
-            trunks=TrunkService(ring, settings.sip_domain, checker),
+            trunks=trunks,
             rate_limiter=make_rate_limiter(settings.redis_url, settings.rate_limit_per_minute),
+            calls=CallService(default_node_name(str(settings.sip.port))),
+            webhooks=WebhookService(trunks, metrics),
+            analytics=AnalyticsService(),
+            metrics=metrics,
         )
 
     async def close(self) -> None:
         """Release shared connections."""
+        await self.webhooks.stop()
         await self.rate_limiter.close()

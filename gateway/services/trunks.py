@@ -45,6 +45,14 @@ _NOT_CLEARABLE = (
     "auth_mode",
 )
 _HEADER = "header:"
+CARRIER_FIELDS = (
+    "twilio_account_sid",
+    "twilio_auth_token",
+    "telnyx_api_key",
+    "telnyx_public_key",
+    "telnyx_mode",
+)
+"""Media-stream carrier settings (issue 6), kept in the trunk's sealed secrets dict."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,7 +224,12 @@ class TrunkService:
                 "elevenlabs_api_key",
                 "custom_credential",
                 "webhook_secret",
+                *CARRIER_FIELDS,
             ):
+                # Carrier settings ride in the sealed dict too (docs/media-streams.md): the
+                # auth token and API key are secrets; the account SID, public key and
+                # Telnyx mode are not, but keeping them beside their secrets needs no
+                # migration and keeps them out of the agent's provider_config.
                 if value is None:
                     secrets.pop(field, None)
                 else:
