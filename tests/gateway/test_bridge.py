@@ -20,7 +20,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway.bridge import BridgeOptions, BridgeResult, CallBridge, Handout, PlayoutLedger
+from gateway.bridge import BridgeOptions, BridgeResult, CallBridge
+from gateway.playout import Handout, PlayoutLedger
 from gateway.turns import LatencyStats, LogHistogram, SampleWindow, TurnTracker
 from media import (
     L16_24K,
