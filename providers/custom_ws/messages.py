@@ -8,15 +8,13 @@ session logs, counts and reports as a non-fatal ``AgentError``.
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 from dataclasses import dataclass
 from typing import Protocol
 
 from media import AudioFormat, AudioFrame, CallContext
 from media.frames import DTMF_DIGITS
 from providers.base import NegotiatedFormats, ProviderProtocolError
+from providers.wire import Outgoing, decode_base64, load_message
 
 MAX_NAME_CHARS = 256
 """Longest mark name, hang-up reason or transfer target we accept from an agent."""
@@ -93,9 +91,6 @@ AgentMessage = (
     | DtmfReceived
 )
 
-Outgoing = str | bytes
-"""One WebSocket frame for the agent: ``str`` goes as a text frame, ``bytes`` as binary."""
-
 
 class Dialect(Protocol):
     """A pure codec for one agent wire protocol; the session loop only talks to this.
@@ -160,20 +155,9 @@ def load_object(data: str | bytes, *, key: str) -> tuple[dict[str, object], str]
     """Decode a JSON text frame into ``(object, message_kind)``; ``key`` names the kind.
 
     Raises ``MalformedAgentMessage`` for binary frames, invalid JSON, non-objects and a
-    missing or non-string ``key``.
+    missing or non-string ``key`` (``providers.wire.load_message``).
     """
-    if isinstance(data, bytes):
-        raise MalformedAgentMessage("binary frame where a JSON text frame was expected")
-    try:
-        obj = json.loads(data)
-    except (ValueError, RecursionError) as exc:
-        raise MalformedAgentMessage(f"frame is not valid JSON: {exc}") from exc
-    if not isinstance(obj, dict):
-        raise MalformedAgentMessage("frame is not a JSON object")
-    kind = obj.get(key)
-    if not isinstance(kind, str):
-        raise MalformedAgentMessage(f"frame has no string {key!r} field")
-    return obj, kind
+    return load_message(data, sender="agent", key=key, error=MalformedAgentMessage)
 
 
 def text_field(obj: dict[str, object], name: str, *, required: bool = True) -> str:
@@ -204,15 +188,6 @@ def base64_payload(value: object, *, max_bytes: int) -> bytes:
     """Decode a base64 audio payload, strictly, refusing more than ``max_bytes`` of audio."""
     if not isinstance(value, str):
         raise MalformedAgentMessage("media 'payload' must be a base64 string")
-    # Base64 carries 3 bytes in 4 characters: refuse before decoding anything oversized.
-    if len(value) > (max_bytes + 2) // 3 * 4:
-        raise MalformedAgentMessage(f"media payload is larger than {max_bytes} bytes")
-    try:
-        return base64.b64decode(value, validate=True)
-    except (binascii.Error, ValueError) as exc:
-        raise MalformedAgentMessage(f"media 'payload' is not valid base64: {exc}") from exc
-
-
-def encode_payload(payload: bytes) -> str:
-    """Base64 for a media payload (RFC 4648 §4, with padding, no line breaks)."""
-    return base64.b64encode(payload).decode("ascii")
+    return decode_base64(
+        value, what="media payload", max_bytes=max_bytes, error=MalformedAgentMessage
+    )

@@ -1,9 +1,10 @@
 """``CustomAgentSession``: a customer's own WebSocket agent behind ``AgentSession``.
 
-This is the asyncio shell around one dialect codec (``telepath_dialect`` or
-``twilio_dialect``): it opens the socket with ``connect_agent``, sends the dialect's opening
-frames, waits for ``accept``, then runs two tasks: a reader that turns agent frames into
-``AgentEvent``s and a writer that drains a bounded send queue. No wire format lives here.
+This is the glue between one dialect codec (``telepath_dialect`` or ``twilio_dialect``) and
+the socket pump of ``providers.ws_session`` (reader and writer tasks, bounded queues,
+idempotent close): it opens the socket with ``connect_agent``, sends the dialect's opening
+frames, waits for ``accept``, turns agent frames into ``AgentEvent``s and sends ``stop`` on
+close. No wire format lives here.
 
 Semantics (docs/agent-protocol.md):
 
@@ -24,15 +25,14 @@ Semantics (docs/agent-protocol.md):
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import secrets
 from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from websockets.asyncio.client import ClientConnection
-from websockets.exceptions import ConnectionClosed
+from websockets.exceptions import ConnectionClosed, ConnectionClosedOK
 from websockets.frames import CloseCode
 
 from media import AudioFormat, AudioFrame, CallContext, Encoding
@@ -41,11 +41,9 @@ from media.frames import DTMF_DIGITS
 from media.vad import SpeechStarted
 from providers.base import (
     AgentAudio,
-    AgentClosed,
     AgentConfig,
     AgentError,
     AgentEvent,
-    AgentSession,
     ClearRequested,
     DtmfRequested,
     HangupRequested,
@@ -59,7 +57,6 @@ from providers.base import (
 )
 from providers.connection import MAX_MESSAGE_BYTES, connect_agent
 from providers.custom_ws.caller_vad import CallerVad
-from providers.custom_ws.event_channel import EventChannel
 from providers.custom_ws.messages import (
     AcceptReceived,
     AgentMessage,
@@ -71,19 +68,19 @@ from providers.custom_ws.messages import (
     MalformedAgentMessage,
     MarkReceived,
     MediaReceived,
-    Outgoing,
     TransferReceived,
 )
 from providers.custom_ws.options import CustomAgentOptions
 from providers.custom_ws.telepath_dialect import TelepathDialect
 from providers.custom_ws.twilio_dialect import DEFAULT_ACCOUNT_SID, TwilioDialect, twilio_call_sid
+from providers.wire import Outgoing
+from providers.ws_session import EndSession, SendQueue, WebSocketAgentSession
 
 logger = logging.getLogger(__name__)
 
 PROVIDER = "custom agent"
 EVENT_QUEUE_SIZE = 256  # agent events not yet taken by the bridge; the reader waits beyond
 CONTROL_QUEUE_SIZE = 4096  # dtmf, mark echoes, notices: small, bounded by marks and keys
-STOP_TIMEOUT = 1.0  # seconds to hand the final ``stop`` to a slow agent
 
 
 @dataclass(slots=True)
@@ -96,7 +93,7 @@ class CustomAgentStats:
     agent_frames: int = 0
 
 
-class CustomAgentSession(AgentSession):
+class CustomAgentSession(WebSocketAgentSession):
     """A conversation with a customer's WebSocket agent (``provider="custom"``).
 
     ``config.endpoint`` is the agent's ``ws://`` or ``wss://`` URL, ``config.headers`` go
@@ -108,123 +105,91 @@ class CustomAgentSession(AgentSession):
     def __init__(
         self, config: AgentConfig, *, token_hex: Callable[[int], str] = secrets.token_hex
     ) -> None:
-        self._config = config
+        options = CustomAgentOptions()
+        super().__init__(
+            config,
+            name=PROVIDER,
+            task_prefix="agent",
+            event_queue=EVENT_QUEUE_SIZE,
+            # One queue in the order things happened (a key press stays after the audio
+            # before it); the trunk's ``send_queue_frames`` is applied in ``_connect``.
+            outbox=SendQueue(
+                max_audio=options.send_queue_frames,
+                max_control=CONTROL_QUEUE_SIZE,
+                control_first=False,
+            ),
+        )
         self._token_hex = token_hex
         self.stats = CustomAgentStats()
-        self._options = CustomAgentOptions()
+        self._options = options
         self._dialect: Dialect | None = None
-        self._ws: ClientConnection | None = None
-        self._formats: NegotiatedFormats | None = None
-        self._call_id = ""
-        self._events = EventChannel(EVENT_QUEUE_SIZE)
-        self._outbox: deque[AudioFrame | Outgoing] = deque()  # in order, audio encoded late
-        self._queued_audio = 0
-        self._queued_control = 0
-        self._wakeup = asyncio.Event()
-        self._reader: asyncio.Task[None] | None = None
-        self._writer: asyncio.Task[None] | None = None
-        self._early: str | bytes | None = None
         self._generation = 0
         self._cut_reported: set[int] = set()
         self._pending_marks: deque[str] = deque()
         self._dropped_marks: list[str] = []
         self._out_ms = 0.0
         self._ending_requested = False
-        self._closing = False
-        self._closed = asyncio.Event()
-        self._close_started = False
-        self._dead = False
         self._vad: CallerVad | None = None
 
     # --- opening ---
-
-    @property
-    def formats(self) -> NegotiatedFormats | None:
-        """The negotiated formats, once ``open`` has returned."""
-        return self._formats
 
     @property
     def dialect(self) -> Dialect | None:
         """The dialect codec in use, once ``open`` has started."""
         return self._dialect
 
-    async def open(self, context: CallContext, preferred: AudioFormat) -> NegotiatedFormats:
-        """Connect, send ``start`` (twilio: ``connected`` + ``start``), await ``accept``.
+    async def _connect(self, context: CallContext) -> ClientConnection:
+        """Read the trunk's options, pick the dialect, open the socket.
 
-        Raises ``ProviderConfigError`` (bad options, no endpoint), the categorised errors
-        of ``connect_agent``, ``ProviderConnectError`` if the agent closes during the
-        handshake, ``ProviderProtocolError`` for an ``accept`` we cannot honour.
+        Raises ``ProviderConfigError`` (bad options, no endpoint) or the categorised
+        errors of ``connect_agent``.
         """
-        if self._close_started or self._dialect is not None:
-            raise ProviderConfigError("a custom agent session can be opened only once")
-        self._call_id = context.call_id
-        try:
-            return await self._open(context, preferred)
-        except BaseException as exc:
-            error = exc if isinstance(exc, ProviderError) else None
-            await self._shutdown(reason="", error=error, send_stop=False)
-            raise
-
-    async def _open(self, context: CallContext, preferred: AudioFormat) -> NegotiatedFormats:
         self._options = options = CustomAgentOptions.from_options(self._config.options)
         if not self._config.endpoint:
             raise ProviderConfigError("custom agent trunk has no endpoint URL")
-        dialect: Dialect
+        self._outbox.max_audio = options.send_queue_frames
         if options.dialect == "twilio":
-            dialect = TwilioDialect(
+            self._dialect = TwilioDialect(
                 stream_sid="MZ" + self._token_hex(16),
                 call_sid=twilio_call_sid(context.call_id),
                 account_sid=options.account_sid or DEFAULT_ACCOUNT_SID,
                 max_payload_bytes=options.max_payload_bytes,
             )
         else:
-            dialect = TelepathDialect(
+            self._dialect = TelepathDialect(
                 binary_audio=options.binary_audio,
                 vad_events=options.vad_events,
                 max_payload_bytes=options.max_payload_bytes,
             )
-        self._dialect = dialect
-        ws = await connect_agent(
+        return await connect_agent(
             self._config.endpoint,
             provider=PROVIDER,
             headers=self._config.headers,
             connect_timeout=self._config.connect_timeout,
             ping_interval=self._config.ping_interval or None,
         )
-        if self._closing:  # close() ran while we were connecting
-            await ws.close()
-            raise ProviderConnectError(f"{PROVIDER} session was closed while opening")
-        self._ws = ws
+
+    async def _handshake(
+        self, ws: ClientConnection, context: CallContext, preferred: AudioFormat
+    ) -> NegotiatedFormats:
+        """Send ``start`` (twilio: ``connected`` + ``start``), await ``accept``.
+
+        Raises ``ProviderConnectError`` if the agent closes during the handshake and
+        ``ProviderProtocolError`` for an ``accept`` we cannot honour.
+        """
+        dialect = self._require_dialect()
         offered = dialect.offer(preferred)
         accepted: AudioFormat | None = None
         try:
             for frame in dialect.opening(context, offered):
                 await ws.send(frame)
             if dialect.negotiates:
-                accepted = await self._await_accept(ws, dialect, options.accept_timeout)
+                accepted = await self._await_accept(ws, dialect, self._options.accept_timeout)
         except ConnectionClosed as exc:
             raise ProviderConnectError(
                 f"{PROVIDER} closed the connection during the start handshake ({_close_text(exc)})"
             ) from exc
-        if self._closing:
-            raise ProviderConnectError(f"{PROVIDER} session was closed while opening")
-        self._formats = dialect.negotiated(offered, accepted)
-        if options.vad_events and dialect.name == "telepath":
-            self._vad = CallerVad(self._formats.input)
-        logger.info(
-            "call_id=%s custom agent open, dialect=%s in=%s out=%s",
-            self._call_id,
-            dialect.name,
-            self._formats.input,
-            self._formats.output,
-        )
-        self._reader = asyncio.create_task(
-            self._read(ws, dialect), name=f"agent-read-{self._call_id}"
-        )
-        self._writer = asyncio.create_task(
-            self._write(ws, dialect), name=f"agent-write-{self._call_id}"
-        )
-        return self._formats
+        return dialect.negotiated(offered, accepted)
 
     async def _await_accept(
         self, ws: ClientConnection, dialect: Dialect, wait: float
@@ -243,12 +208,24 @@ class CustomAgentSession(AgentSession):
                 f"{PROVIDER} answered start with an unusable accept: {exc.message}"
             ) from exc
         except MalformedAgentMessage:
-            self._early = first  # reported by the reader, like any malformed message
+            self._push_back(first)  # reported by the reader, like any malformed message
             return None
         if isinstance(message, AcceptReceived):
             return message.format
-        self._early = first
+        self._push_back(first)
         return None
+
+    def _opened(self, formats: NegotiatedFormats) -> None:
+        dialect = self._require_dialect()
+        if self._options.vad_events and dialect.name == "telepath":
+            self._vad = CallerVad(formats.input)
+        logger.info(
+            "call_id=%s custom agent open, dialect=%s in=%s out=%s",
+            self._call_id,
+            dialect.name,
+            formats.input,
+            formats.output,
+        )
 
     async def answered(self) -> None:
         """Nothing to send: the agent had everything in ``start``."""
@@ -257,10 +234,9 @@ class CustomAgentSession(AgentSession):
 
     def send_audio(self, frame: AudioFrame) -> None:
         """Queue caller audio; when the queue is full the oldest frame is dropped (counted)."""
-        if self._writer is None or self._closing or self._dead:
+        if not self.is_open:
             return
-        if self._queued_audio >= self._options.send_queue_frames:
-            self._drop_oldest_audio()
+        if self._queue_audio(frame):
             self.stats.dropped_caller_frames += 1
             if self.stats.dropped_caller_frames % 50 == 1:
                 logger.warning(
@@ -268,16 +244,12 @@ class CustomAgentSession(AgentSession):
                     self._call_id,
                     self.stats.dropped_caller_frames,
                 )
-        self._outbox.append(frame)
-        self._queued_audio += 1
-        self._wakeup.set()
         if self._vad is not None:
-            self._run_vad(frame)
+            self._run_vad(self._vad, frame)
 
-    def _run_vad(self, frame: AudioFrame) -> None:
-        assert self._vad is not None
+    def _run_vad(self, vad: CallerVad, frame: AudioFrame) -> None:
         try:
-            events = self._vad.feed(frame)
+            events = vad.feed(frame)
         except MediaError as exc:
             logger.warning("call_id=%s caller audio unusable for VAD: %s", self._call_id, exc)
             return
@@ -287,18 +259,11 @@ class CustomAgentSession(AgentSession):
             else:
                 self.caller_speech_stopped(event.at_ms)
 
-    def _drop_oldest_audio(self) -> None:
-        for index, item in enumerate(self._outbox):
-            if isinstance(item, AudioFrame):
-                del self._outbox[index]
-                self._queued_audio -= 1
-                return
-
     def send_dtmf(self, digit: str) -> None:
         """Tell the agent the caller pressed ``digit`` (one of ``0-9*#A-D``)."""
         if self._dialect is None or len(digit) != 1 or digit.upper() not in DTMF_DIGITS:
             return
-        self._queue_control(self._dialect.dtmf(digit.upper()))
+        self._control(self._dialect.dtmf(digit.upper()))
 
     def mark_played(self, name: str) -> None:
         """Echo the agent's mark ``name``, once, if the agent is still waiting for it."""
@@ -309,7 +274,7 @@ class CustomAgentSession(AgentSession):
         except ValueError:
             logger.debug("call_id=%s mark %r played but not pending", self._call_id, name)
             return
-        self._queue_control(self._dialect.mark(name))
+        self._control(self._dialect.mark(name))
 
     def played(self, item_id: str, played_ms: int) -> None:
         """After an interruption: the caller heard ``played_ms`` of generation ``item_id``.
@@ -331,93 +296,51 @@ class CustomAgentSession(AgentSession):
             return
         self._cut_reported.add(generation)
         dropped, self._dropped_marks = self._dropped_marks, []
-        notice = self._dialect.cleared(generation, max(0, played_ms), dropped)
-        if notice is not None:
-            self._queue_control(notice)
+        self._control(self._dialect.cleared(generation, max(0, played_ms), dropped))
 
     def caller_speech_started(self, timestamp_ms: int) -> None:
         """Our VAD heard the caller start speaking; sent only if the trunk enabled it."""
         if self._dialect is not None:
-            self._queue_control(self._dialect.speech_started(timestamp_ms))
+            self._control(self._dialect.speech_started(timestamp_ms))
 
     def caller_speech_stopped(self, timestamp_ms: int) -> None:
         """Our VAD heard the caller stop speaking; sent only if the trunk enabled it."""
         if self._dialect is not None:
-            self._queue_control(self._dialect.speech_stopped(timestamp_ms))
+            self._control(self._dialect.speech_stopped(timestamp_ms))
 
-    def _queue_control(self, frame: Outgoing | None) -> None:
-        if frame is None or self._writer is None or self._closing or self._dead:
-            return
-        if self._queued_control >= CONTROL_QUEUE_SIZE:
-            logger.warning("call_id=%s custom agent control queue full, dropping", self._call_id)
-            return
-        self._outbox.append(frame)
-        self._queued_control += 1
-        self._wakeup.set()
+    def _control(self, frame: Outgoing | None) -> None:
+        if frame is not None:
+            self._queue_control(frame)
 
-    async def _write(self, ws: ClientConnection, dialect: Dialect) -> None:
-        # One queue, in the order things happened (a key press stays after the audio
-        # before it). Audio is encoded here, not on queueing, so sequence numbers never
-        # skip a dropped frame.
-        try:
-            while True:
-                await self._wakeup.wait()
-                self._wakeup.clear()
-                while self._outbox:
-                    await ws.send(self._next_frame(dialect))
-        except ConnectionClosed:
-            return  # the reader reports how and why
+    def _encode_audio(self, frame: AudioFrame) -> Outgoing:
+        return self._require_dialect().media(frame)
 
-    def _next_frame(self, dialect: Dialect) -> Outgoing:
-        item = self._outbox.popleft()
-        if isinstance(item, AudioFrame):
-            self._queued_audio -= 1
-            return dialect.media(item)
-        self._queued_control -= 1
-        return item
+    def _stop_message(self, reason: str) -> Outgoing | None:
+        return None if self._dialect is None else self._dialect.stop(reason)
 
     # --- agent → bridge ---
 
-    def events(self) -> AsyncIterator[AgentEvent]:
-        """The agent's events, ending with ``AgentClosed``. One consumer only."""
-        return self._events.__aiter__()
-
-    async def _read(self, ws: ClientConnection, dialect: Dialect) -> None:
-        error: ProviderError | None = None
-        last: list[AgentEvent] = []
+    async def _receive(self, ws: ClientConnection, data: str | bytes) -> None:
+        self.stats.agent_frames += 1
         try:
-            if self._early is not None:
-                early, self._early = self._early, None
-                await self._handle(dialect, early)
-            async for data in ws:
-                await self._handle(dialect, data)
-            last, error = self._agent_closed(dialect, ws.close_code, ws.close_reason or "", ok=True)
-        except ConnectionClosed as exc:
-            last, error = self._agent_closed(dialect, _code(exc), _reason(exc), ok=False)
-        except _TooManyErrors as exc:
-            error = exc.error
-            last = [AgentError(error, fatal=True)]
-        if self._closing:
-            return  # close() finishes the channel itself
-        self._dead = True  # nothing more is sent: send_audio() and friends become no-ops
-        self._events.finish(*last, closed=AgentClosed(error))
-        if self._writer is not None:
-            self._writer.cancel()
-        if error is not None:
-            # Protocol abuse: we end it, politely; nothing more to read or send.
-            with contextlib.suppress(Exception):
-                await ws.close(CloseCode.POLICY_VIOLATION, "protocol errors")
+            message = self._require_dialect().parse(data)
+            event = self._apply(message)
+        except MalformedAgentMessage as exc:
+            await self._protocol_error(exc)
+            return
+        if event is not None:
+            await self._emit(event)
 
-    def _agent_closed(
-        self, dialect: Dialect, code: int | None, reason: str, *, ok: bool
-    ) -> tuple[list[AgentEvent], ProviderError | None]:
-        if self._closing:
-            return [], None
+    def _peer_closed(
+        self, ws: ClientConnection, closed: ConnectionClosed
+    ) -> ProviderError | HangupRequested | None:
+        ok = isinstance(closed, ConnectionClosedOK)  # the agent closed with 1000/1001
         if ok and self._ending_requested:
-            return [], None
-        if ok and dialect.name == "twilio":
+            return None
+        if ok and self._require_dialect().name == "twilio":
             # A Twilio agent ends <Connect><Stream> by closing the socket (TW-CONNECT).
-            return [HangupRequested("agent closed the stream")], None
+            return HangupRequested("agent closed the stream")
+        code, reason = _code(closed), _reason(closed)
         error: ProviderError
         if code == CloseCode.MESSAGE_TOO_BIG:
             error = ProviderProtocolError(
@@ -429,18 +352,7 @@ class CustomAgentSession(AgentSession):
                 + (f", {reason[:120]!r})" if reason else ")")
             )
         logger.warning("call_id=%s %s", self._call_id, error.message)
-        return [AgentError(error, fatal=True)], error
-
-    async def _handle(self, dialect: Dialect, data: str | bytes) -> None:
-        self.stats.agent_frames += 1
-        try:
-            message = dialect.parse(data)
-            event = self._apply(message)
-        except MalformedAgentMessage as exc:
-            await self._protocol_error(exc)
-            return
-        if event is not None:
-            await self._events.put(event)
+        return error
 
     def _apply(self, message: AgentMessage) -> AgentEvent | None:
         """Update the session for one agent message; return the event for the bridge."""
@@ -483,11 +395,11 @@ class CustomAgentSession(AgentSession):
         self._generation += 1
         pending = list(self._pending_marks)
         self._pending_marks.clear()
-        assert self._dialect is not None
-        if self._dialect.echoes_marks_on_clear:
+        dialect = self._require_dialect()
+        if dialect.echoes_marks_on_clear:
             # TW-WSM: clear "causes any mark messages to be sent back to your WebSocket server".
             for name in pending:
-                self._queue_control(self._dialect.mark(name))
+                self._control(dialect.mark(name))
         else:
             self._dropped_marks.extend(pending)
             del self._dropped_marks[: -self._options.max_pending_marks]
@@ -503,64 +415,17 @@ class CustomAgentSession(AgentSession):
                 exc.message,
             )
         if count >= self._options.max_protocol_errors:
-            raise _TooManyErrors(
-                ProviderProtocolError(f"{PROVIDER} sent {count} malformed messages")
+            # Protocol abuse: we end it, politely (1008); nothing more to read or send.
+            raise EndSession(
+                ProviderProtocolError(f"{PROVIDER} sent {count} malformed messages"),
+                close_reason="protocol errors",
             )
-        await self._events.put(AgentError(exc, fatal=False))
+        await self._emit(AgentError(exc, fatal=False))
 
-    # --- closing ---
-
-    async def close(self, reason: str = "") -> None:
-        """Send ``stop`` (with ``reason``), close the socket, end the tasks. Idempotent."""
-        if self._close_started:
-            await self._closed.wait()
-            return
-        await self._shutdown(reason=reason, error=None, send_stop=True)
-
-    async def _shutdown(self, *, reason: str, error: ProviderError | None, send_stop: bool) -> None:
-        if self._close_started:
-            await self._closed.wait()
-            return
-        self._close_started = True
-        self._closing = True
-        try:
-            tasks = [t for t in (self._writer, self._reader) if t is not None]
-            if self._writer is not None:  # no two senders: the writer stops first
-                self._writer.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await self._writer
-            ws, dialect = self._ws, self._dialect
-            if ws is not None:
-                if send_stop and dialect is not None and self._reader is not None:
-                    # Control frames already queued (mark echoes, key presses) still go out,
-                    # then ``stop``; caller audio not yet sent is moot now.
-                    with contextlib.suppress(ConnectionClosed, TimeoutError, OSError):
-                        async with asyncio.timeout(STOP_TIMEOUT):
-                            while self._outbox:
-                                item = self._outbox.popleft()
-                                if not isinstance(item, AudioFrame):
-                                    await ws.send(item)
-                            await ws.send(dialect.stop(reason))
-                with contextlib.suppress(Exception):
-                    await ws.close(CloseCode.NORMAL_CLOSURE, reason[:120])
-            for task in tasks:
-                task.cancel()
-            for task in tasks:
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
-            self._outbox.clear()
-            self._queued_audio = self._queued_control = 0
-            self._events.finish(closed=AgentClosed(error))
-        finally:
-            self._closed.set()
-
-
-class _TooManyErrors(Exception):
-    """Internal: the agent crossed ``max_protocol_errors``; the reader ends the session."""
-
-    def __init__(self, error: ProviderProtocolError) -> None:
-        super().__init__(error.message)
-        self.error = error
+    def _require_dialect(self) -> Dialect:
+        if self._dialect is None:  # chosen in _connect, before any other hook runs
+            raise RuntimeError("custom agent session used before open()")
+        return self._dialect
 
 
 def _code(exc: ConnectionClosed) -> int | None:

@@ -19,7 +19,6 @@ agent → gateway: ``accept``, ``media``, ``mark``, ``clear``, ``hangup``, ``tra
 
 from __future__ import annotations
 
-import json
 from typing import Final
 
 from media import L16_16K, L16_24K, AudioFormat, AudioFrame, CallContext, Encoding
@@ -34,14 +33,13 @@ from providers.custom_ws.messages import (
     MalformedAgentMessage,
     MarkReceived,
     MediaReceived,
-    Outgoing,
     TransferReceived,
     base64_payload,
     dtmf_digits,
-    encode_payload,
     load_object,
     text_field,
 )
+from providers.wire import Outgoing, encode_base64, encode_json
 
 SIP_CALL_ID_HEADER: Final = "X-SIP-Call-ID"
 
@@ -57,10 +55,6 @@ WIRE_RATES: Final[dict[Encoding, tuple[int, ...]]] = {
     Encoding.L16: (8000, 16000, 24000),
 }
 _ENCODING_BY_WIRE: Final = {wire: enc for enc, wire in WIRE_ENCODINGS.items()}
-
-
-def _dumps(obj: dict[str, object]) -> str:
-    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
 
 
 def format_to_wire(format_: AudioFormat) -> dict[str, object]:
@@ -151,7 +145,7 @@ class TelepathDialect:
             "vad_events": self.vad_events,
             "media_format": format_to_wire(offered),
         }
-        return [_dumps(start)]
+        return [encode_json(start)]
 
     def parse(self, data: str | bytes) -> AgentMessage:
         """Decode one agent frame; raises ``MalformedAgentMessage``.
@@ -197,25 +191,25 @@ class TelepathDialect:
         if self.binary_audio:
             return frame.payload
         self._sequence += 1
-        return _dumps(
+        return encode_json(
             {
                 "type": "media",
-                "payload": encode_payload(frame.payload),
+                "payload": encode_base64(frame.payload),
                 "sequence": self._sequence,
                 "timestamp": frame.timestamp,
             }
         )
 
     def dtmf(self, digit: str) -> Outgoing:
-        return _dumps({"type": "dtmf", "digit": digit})
+        return encode_json({"type": "dtmf", "digit": digit})
 
     def mark(self, name: str) -> Outgoing:
-        return _dumps({"type": "mark", "name": name})
+        return encode_json({"type": "mark", "name": name})
 
     def cleared(self, generation: int, played_ms: int, dropped_marks: list[str]) -> Outgoing | None:
         """``cleared``: the caller heard ``played_ms`` of generation ``generation``'s audio;
         ``marks`` lists the agent's marks whose audio was dropped (they are never echoed)."""
-        return _dumps(
+        return encode_json(
             {
                 "type": "cleared",
                 "generation": generation,
@@ -227,12 +221,12 @@ class TelepathDialect:
     def speech_started(self, timestamp_ms: int) -> Outgoing | None:
         if not self.vad_events:
             return None
-        return _dumps({"type": "speech_started", "timestamp": timestamp_ms})
+        return encode_json({"type": "speech_started", "timestamp": timestamp_ms})
 
     def speech_stopped(self, timestamp_ms: int) -> Outgoing | None:
         if not self.vad_events:
             return None
-        return _dumps({"type": "speech_stopped", "timestamp": timestamp_ms})
+        return encode_json({"type": "speech_stopped", "timestamp": timestamp_ms})
 
     def stop(self, reason: str) -> Outgoing:
-        return _dumps({"type": "stop", "reason": reason})
+        return encode_json({"type": "stop", "reason": reason})

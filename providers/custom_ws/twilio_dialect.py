@@ -18,9 +18,7 @@ Twilio quirks kept on purpose:
 from __future__ import annotations
 
 import hashlib
-import json
 import re
-from collections.abc import Mapping
 from typing import Final
 
 from media import PCMU, AudioFormat, AudioFrame, CallContext
@@ -31,12 +29,11 @@ from providers.custom_ws.messages import (
     MalformedAgentMessage,
     MarkReceived,
     MediaReceived,
-    Outgoing,
     base64_payload,
-    encode_payload,
     load_object,
     text_field,
 )
+from providers.wire import Outgoing, encode_base64, encode_json
 
 DEFAULT_ACCOUNT_SID: Final = "AC" + "0" * 32
 """What ``accountSid`` reads when the trunk sets none: there is no Twilio account here."""
@@ -48,10 +45,6 @@ MEDIA_FORMAT: Final[dict[str, object]] = {
     "sampleRate": 8000,
     "channels": 1,
 }
-
-
-def _dumps(obj: Mapping[str, object]) -> str:
-    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
 
 
 def twilio_call_sid(call_id: str) -> str:
@@ -147,7 +140,7 @@ class TwilioDialect:
             },
             "streamSid": self.stream_sid,
         }
-        return [_dumps(connected), _dumps(start)]
+        return [encode_json(connected), encode_json(start)]
 
     def parse(self, data: str | bytes) -> AgentMessage:
         """Decode ``media``, ``mark`` or ``clear`` (TW-WSM "messages to Twilio").
@@ -179,7 +172,7 @@ class TwilioDialect:
     def media(self, frame: AudioFrame) -> Outgoing:
         """Inbound-track audio; chunk counts from 1, timestamp is the stream's ms clock."""
         self._chunk += 1
-        return _dumps(
+        return encode_json(
             {
                 "event": "media",
                 "sequenceNumber": self._next_sequence(),
@@ -187,14 +180,14 @@ class TwilioDialect:
                     "track": "inbound",
                     "chunk": str(self._chunk),
                     "timestamp": str(frame.timestamp),
-                    "payload": encode_payload(frame.payload),
+                    "payload": encode_base64(frame.payload),
                 },
                 "streamSid": self.stream_sid,
             }
         )
 
     def dtmf(self, digit: str) -> Outgoing:
-        return _dumps(
+        return encode_json(
             {
                 "event": "dtmf",
                 "streamSid": self.stream_sid,
@@ -204,7 +197,7 @@ class TwilioDialect:
         )
 
     def mark(self, name: str) -> Outgoing:
-        return _dumps(
+        return encode_json(
             {
                 "event": "mark",
                 "sequenceNumber": self._next_sequence(),
@@ -229,7 +222,7 @@ class TwilioDialect:
     def stop(self, reason: str) -> Outgoing:
         """``stop``: Twilio's carries the account and call, no reason."""
         del reason
-        return _dumps(
+        return encode_json(
             {
                 "event": "stop",
                 "sequenceNumber": self._next_sequence(),

@@ -22,31 +22,26 @@ the call still rings (pre-warm). Audio that arrives before ``answered()`` is hel
 from __future__ import annotations
 
 import logging
-import re
 from dataclasses import dataclass
 from typing import Final
 
-from media import AudioFrame
 from media.frames import DTMF_DIGITS
 from providers.base import (
     AgentAudio,
     AgentError,
-    AgentEvent,
     AgentInterrupted,
     HangupRequested,
     NegotiatedFormats,
     ProviderProtocolError,
     TranscriptReceived,
-    TransferRequested,
 )
+from providers.conversation import ConversationOutput, ToolRefused, agent_frames, tool_request
 from providers.elevenlabs import events as wire
 from providers.elevenlabs.options import ConvaiOptions
 
 logger = logging.getLogger(__name__)
 
-FRAME_MS: Final = 20
 MAX_PRE_ANSWER_MS: Final = 30_000
-TRANSFER_TARGET = re.compile(r"^(\+[1-9][0-9]{3,15}|sips?:[^\s<>\"]{3,250})$")
 
 
 @dataclass(slots=True)
@@ -65,7 +60,7 @@ class ConvaiStats:
     errors: int = 0
 
 
-class ConvaiConversation:
+class ConvaiConversation(ConversationOutput):
     """One ElevenLabs conversation's state. See the module docstring for the protocol."""
 
     def __init__(
@@ -75,6 +70,7 @@ class ConvaiConversation:
         stats: ConvaiStats,
         call_id: str = "",
     ) -> None:
+        super().__init__()
         self._call_id = call_id
         self._options = options
         self._formats = formats
@@ -85,18 +81,6 @@ class ConvaiConversation:
         self._held_ms = 0.0
         self._out_ms = 0.0
         self.ended_by_agent = False  # a hang-up or transfer was asked: a close is expected
-        self._to_send: list[dict[str, object]] = []
-        self._events: list[AgentEvent] = []
-
-    def data_to_send(self) -> list[dict[str, object]]:
-        """Client events to send now, in order."""
-        out, self._to_send = self._to_send, []
-        return out
-
-    def events_received(self) -> list[AgentEvent]:
-        """Agent events to emit now, in order."""
-        out, self._events = self._events, []
-        return out
 
     # --- input from the bridge ---
 
@@ -160,13 +144,10 @@ class ConvaiConversation:
             # providers.md §2.6: audio of the interrupted reply is stale.
             self.stats.stale_audio_dropped += 1
             return
-        fmt = self._formats.output
-        size = max(fmt.bytes_for_ms(FRAME_MS), 2)
         item_id = str(event.event_id)
-        for start in range(0, len(event.audio), size):
-            payload = event.audio[start : start + size]
-            ms = fmt.ms_for_bytes(len(payload))
-            audio = AgentAudio(AudioFrame(fmt, payload, timestamp=int(self._out_ms)), item_id)
+        for frame in agent_frames(self._formats.output, event.audio, self._out_ms):
+            ms = frame.duration_ms
+            audio = AgentAudio(frame, item_id)
             self._out_ms += ms
             self.stats.audio_ms_received += ms
             if self._answered:
@@ -184,24 +165,14 @@ class ConvaiConversation:
         self._events.append(AgentInterrupted(str(event_id)))
 
     def _on_tool_call(self, call: wire.ClientToolCall) -> None:
-        opts = self._options
-        if call.tool_name == "end_call" and opts.enable_end_call:
-            reason = call.parameters.get("reason")
-            self.ended_by_agent = True
-            self._events.append(HangupRequested(reason if isinstance(reason, str) else ""))
-            self._to_send.append(wire.client_tool_result(call.tool_call_id, "ok", is_error=False))
+        request = tool_request(call.tool_name, call.parameters, self._options)
+        if isinstance(request, ToolRefused):
+            logger.info("call %s: ElevenLabs tool call refused: %s", self._call_id, request.reason)
+            self._to_send.append(
+                wire.client_tool_result(call.tool_call_id, request.reason, is_error=True)
+            )
             return
-        if call.tool_name == "transfer_call" and opts.enable_transfer:
-            target = opts.transfer_target or call.parameters.get("target")
-            if isinstance(target, str) and TRANSFER_TARGET.match(target.strip()):
-                self.ended_by_agent = True
-                self._events.append(TransferRequested(target.strip()))
-                self._to_send.append(
-                    wire.client_tool_result(call.tool_call_id, "transferring", is_error=False)
-                )
-                return
-            error = "invalid transfer target: use +E.164 or a sip: URI"
-        else:
-            error = f"the tool {call.tool_name[:64]!r} is not available"
-        logger.info("call %s: ElevenLabs tool call refused: %s", self._call_id, error)
-        self._to_send.append(wire.client_tool_result(call.tool_call_id, error, is_error=True))
+        self.ended_by_agent = True
+        self._events.append(request)
+        result = "ok" if isinstance(request, HangupRequested) else "transferring"
+        self._to_send.append(wire.client_tool_result(call.tool_call_id, result, is_error=False))

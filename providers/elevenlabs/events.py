@@ -11,14 +11,12 @@ object with a string ``type``, or lacks a field an acted-on event needs, raises
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 from dataclasses import dataclass
 from typing import Final
 
 from media import PCMU, AudioFormat, Encoding
 from providers.base import ProviderConfigError, ProviderProtocolError
+from providers.wire import decode_base64, encode_base64, encode_json, load_message
 
 # --- server → client ---
 
@@ -149,21 +147,10 @@ def _int(obj: dict[str, object], key: str) -> int:
 
 def parse_server_event(text: str | bytes) -> ServerEvent:
     """Parse one server message. Raises ``ProviderProtocolError`` on malformed input."""
-    if isinstance(text, bytes):
-        raise ProviderProtocolError("ElevenLabs sent a binary message; only JSON is expected")
-    try:
-        obj = json.loads(text)
-    except (ValueError, RecursionError) as exc:
-        raise ProviderProtocolError("ElevenLabs sent a message that is not JSON") from exc
-    if not isinstance(obj, dict) or not isinstance(obj.get("type"), str):
-        raise ProviderProtocolError("ElevenLabs sent a message without a string 'type'")
-    kind: str = obj["type"]
+    obj, kind = load_message(text, sender="ElevenLabs")
     if kind == "audio":
         event = _payload(obj, "audio_event")
-        try:
-            audio = base64.b64decode(_str(event, "audio_base_64"), validate=True)
-        except (binascii.Error, ValueError) as exc:
-            raise ProviderProtocolError("ElevenLabs sent audio that is not valid base64") from exc
+        audio = decode_base64(_str(event, "audio_base_64"), what="ElevenLabs audio")
         return Audio(event_id=_int(event, "event_id"), audio=audio)
     if kind == "ping":
         event = _payload(obj, "ping_event")
@@ -222,14 +209,13 @@ def audio_format(name: str) -> AudioFormat:
 # --- client → server ---
 
 
-def encode(event: dict[str, object]) -> str:
-    """Serialise a client event compactly."""
-    return json.dumps(event, separators=(",", ":"), ensure_ascii=False)
+encode = encode_json
+"""Serialise a client event compactly (``providers.wire.encode_json``)."""
 
 
 def user_audio_chunk(payload: bytes) -> str:
     """``{"user_audio_chunk": …}``: bare key, no ``type`` (providers.md §2.4)."""
-    return '{"user_audio_chunk":"' + base64.b64encode(payload).decode("ascii") + '"}'
+    return '{"user_audio_chunk":"' + encode_base64(payload) + '"}'
 
 
 def pong(event_id: int) -> dict[str, object]:

@@ -21,22 +21,18 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from typing import Final
 
-from media import AudioFrame
 from media.frames import DTMF_DIGITS
 from providers.base import (
     AgentAudio,
     AgentError,
-    AgentEvent,
     AgentInterrupted,
     CallerSpeechStarted,
     CallerSpeechStopped,
     ErrorCategory,
-    HangupRequested,
     NegotiatedFormats,
     ProviderAuthError,
     ProviderConfigError,
@@ -45,21 +41,19 @@ from providers.base import (
     ProviderRateLimitError,
     ResponseDone,
     TranscriptReceived,
-    TransferRequested,
 )
+from providers.conversation import ConversationOutput, ToolRefused, agent_frames, tool_request
 from providers.openai_realtime import events as wire
 from providers.openai_realtime.options import RealtimeOptions
 
 logger = logging.getLogger(__name__)
 
-FRAME_MS: Final = 20
 # The bridge starts playing an item's audio as it arrives and paces it in real time, so
 # audio received from ``t0`` lasting ``d`` has surely finished playing by ``t0 + d`` plus
 # the gateway's own buffering. Past that a ``speech_started`` is no barge-in.
 PLAYBACK_SLACK_S: Final = 2.0
 MAX_TRACKED_ITEMS: Final = 32  # items whose audio we remember (truncation needs only the last)
 MAX_TOOL_ARGUMENTS: Final = 16_384
-TRANSFER_TARGET = re.compile(r"^(\+[1-9][0-9]{3,15}|sips?:[^\s<>\"]{3,250})$")
 
 
 @dataclass(slots=True)
@@ -86,7 +80,7 @@ class RealtimeStats:
     rate_limits: dict[str, int] = field(default_factory=dict)
 
 
-class RealtimeConversation:
+class RealtimeConversation(ConversationOutput):
     """One OpenAI Realtime conversation's state. See the module docstring for the protocol."""
 
     def __init__(
@@ -96,6 +90,7 @@ class RealtimeConversation:
         stats: RealtimeStats,
         call_id: str = "",
     ) -> None:
+        super().__init__()
         self._call_id = call_id
         self._options = options
         self._formats = formats
@@ -105,20 +100,6 @@ class RealtimeConversation:
         self._active_responses: set[str] = set()
         self._seen_calls: deque[str] = deque(maxlen=MAX_TRACKED_ITEMS)
         self._out_ms = 0.0
-        self._to_send: list[dict[str, object]] = []
-        self._events: list[AgentEvent] = []
-
-    # --- output ---
-
-    def data_to_send(self) -> list[dict[str, object]]:
-        """Client events to send now, in order."""
-        out, self._to_send = self._to_send, []
-        return out
-
-    def events_received(self) -> list[AgentEvent]:
-        """Agent events to emit now, in order."""
-        out, self._events = self._events, []
-        return out
 
     # --- input from the bridge ---
 
@@ -219,12 +200,8 @@ class RealtimeConversation:
             self.stats.late_deltas_dropped += 1
             return
         self._playing = event.item_id
-        fmt = self._formats.output
-        size = max(fmt.bytes_for_ms(FRAME_MS), 2)
-        for start in range(0, len(event.audio), size):
-            payload = event.audio[start : start + size]
-            frame = AudioFrame(fmt, payload, timestamp=int(self._out_ms))
-            ms = fmt.ms_for_bytes(len(payload))
+        for frame in agent_frames(self._formats.output, event.audio, self._out_ms):
+            ms = frame.duration_ms
             self._out_ms += ms
             item.received_ms += ms
             self.stats.audio_ms_received += ms
@@ -262,25 +239,16 @@ class RealtimeConversation:
         if event.call_id in self._seen_calls:
             return
         self._seen_calls.append(event.call_id)
-        args = _arguments(event.arguments)
-        opts = self._options
-        if event.name == "end_call" and opts.enable_end_call:
-            reason = args.get("reason")
-            self._events.append(HangupRequested(reason if isinstance(reason, str) else ""))
-            self._to_send.append(wire.function_call_output(event.call_id, {"ok": True}))
+        request = tool_request(event.name, _arguments(event.arguments), self._options)
+        if isinstance(request, ToolRefused):
+            logger.info("call %s: OpenAI tool call refused: %s", self._call_id, request.reason)
+            self._to_send.append(
+                wire.function_call_output(event.call_id, {"error": request.reason})
+            )
+            self._to_send.append(wire.response_create())  # let the model tell the caller
             return
-        if event.name == "transfer_call" and opts.enable_transfer:
-            target = opts.transfer_target or args.get("target")
-            if isinstance(target, str) and TRANSFER_TARGET.match(target.strip()):
-                self._events.append(TransferRequested(target.strip()))
-                self._to_send.append(wire.function_call_output(event.call_id, {"ok": True}))
-                return
-            error = "invalid transfer target: use +E.164 or a sip: URI"
-        else:
-            error = f"the tool {event.name[:64]!r} is not available"
-        logger.info("call %s: OpenAI tool call refused: %s", self._call_id, error)
-        self._to_send.append(wire.function_call_output(event.call_id, {"error": error}))
-        self._to_send.append(wire.response_create())  # let the model tell the caller
+        self._events.append(request)
+        self._to_send.append(wire.function_call_output(event.call_id, {"ok": True}))
 
     def _on_error(self, event: wire.ErrorReceived) -> None:
         self.stats.errors += 1

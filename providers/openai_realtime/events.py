@@ -14,14 +14,12 @@ receiving side (providers.md §1.4: "A defensive receiver may accept both").
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 from dataclasses import dataclass
 from typing import Final
 
 from media import PCMA, PCMU, AudioFormat, Encoding
 from providers.base import ProviderConfigError, ProviderProtocolError
+from providers.wire import decode_base64, encode_base64, encode_json, load_message
 
 # --- server → client ---
 
@@ -179,38 +177,14 @@ def _obj(obj: dict[str, object], key: str) -> dict[str, object]:
     raise ProviderProtocolError(f"OpenAI event field {key!r} is missing or not an object")
 
 
-def decode_json_object(text: str | bytes, provider: str) -> dict[str, object]:
-    """Parse one WebSocket message into a JSON object with a string ``type``."""
-    if isinstance(text, bytes):
-        raise ProviderProtocolError(f"{provider} sent a binary message; only JSON text is expected")
-    try:
-        obj = json.loads(text)
-    except (ValueError, RecursionError) as exc:
-        raise ProviderProtocolError(f"{provider} sent a message that is not JSON") from exc
-    if not isinstance(obj, dict):
-        raise ProviderProtocolError(f"{provider} sent a JSON message that is not an object")
-    return obj
-
-
-def decode_base64(data: str, provider: str) -> bytes:
-    """Strict base64 decoding; garbage becomes ``ProviderProtocolError``."""
-    try:
-        return base64.b64decode(data, validate=True)
-    except (binascii.Error, ValueError) as exc:
-        raise ProviderProtocolError(f"{provider} sent audio that is not valid base64") from exc
-
-
 def parse_server_event(text: str | bytes) -> ServerEvent:
     """Parse one server message. Raises ``ProviderProtocolError`` on malformed input."""
-    obj = decode_json_object(text, "OpenAI")
-    kind = obj.get("type")
-    if not isinstance(kind, str):
-        raise ProviderProtocolError("OpenAI sent an event without a string 'type'")
+    obj, kind = load_message(text, sender="OpenAI")
     if kind in AUDIO_DELTA_TYPES:
         return OutputAudioDelta(
             response_id=_str(obj, "response_id", required=False),
             item_id=_str(obj, "item_id"),
-            audio=decode_base64(_str(obj, "delta"), "OpenAI"),
+            audio=decode_base64(_str(obj, "delta"), what="OpenAI audio"),
         )
     if kind == "input_audio_buffer.speech_started":
         return SpeechStarted(_str(obj, "item_id", required=False), _int(obj, "audio_start_ms"))
@@ -309,15 +283,14 @@ def audio_format_object(fmt: AudioFormat) -> dict[str, object]:
     raise ProviderConfigError(f"OpenAI Realtime cannot carry {fmt.name}")
 
 
-def encode(event: dict[str, object]) -> str:
-    """Serialise a client event compactly."""
-    return json.dumps(event, separators=(",", ":"), ensure_ascii=False)
+encode = encode_json
+"""Serialise a client event compactly (``providers.wire.encode_json``)."""
 
 
 def input_audio_buffer_append(payload: bytes) -> str:
     """``input_audio_buffer.append`` (the hot path: no dict, no json.dumps)."""
     # base64 text needs no JSON escaping.
-    audio = base64.b64encode(payload).decode("ascii")
+    audio = encode_base64(payload)
     return '{"type":"input_audio_buffer.append","audio":"' + audio + '"}'
 
 

@@ -1,7 +1,9 @@
 """The queue between a session's socket reader and the bridge: bounded, always closed.
 
 The reader waits when the bridge falls behind (backpressure reaches the agent through the
-socket), but the final events (a fatal error, ``AgentClosed``) are never held back.
+socket), but the final events (a fatal error, ``AgentClosed``) are never held back: they
+go in beyond the bound, so ending a session never waits and never drops an event.
+Used by every WebSocket adapter through ``providers.ws_session``.
 """
 
 from __future__ import annotations
@@ -30,9 +32,11 @@ class EventChannel:
 
     @property
     def finished(self) -> bool:
+        """True once ``finish`` has run: later ``put`` calls are ignored."""
         return self._final is not None
 
     async def put(self, event: AgentEvent) -> None:
+        """Append ``event``, waiting while the queue is full; ignored after ``finish``."""
         while len(self._items) >= self._maxsize and self._final is None:
             self._space.clear()
             await self._space.wait()

@@ -1,0 +1,81 @@
+"""JSON-over-WebSocket plumbing shared by the provider wire codecs.
+
+Pure: no I/O, no clock. Every adapter's peer speaks JSON text frames (audio inside as
+base64), and every adapter must refuse the same hostile input the same way: a binary
+frame where text was expected, text that is not JSON (or nests deep enough to blow the
+parser's recursion limit), JSON that is not an object, an object without its kind field,
+base64 that is not strict RFC 4648 §4. Each of those raises ``error`` (a
+``ProviderProtocolError`` subclass chosen by the caller), never anything else.
+
+What each vendor's messages *mean* stays in its own module (``openai_realtime.events``,
+``elevenlabs.events``, ``custom_ws.*_dialect``); only the framing lives here.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Mapping
+
+from providers.base import ProviderProtocolError
+
+Outgoing = str | bytes
+"""One WebSocket frame for a peer: ``str`` goes as a text frame, ``bytes`` as binary."""
+
+
+def encode_json(message: Mapping[str, object]) -> str:
+    """Serialise one message compactly (no blanks, UTF-8 kept as is)."""
+    return json.dumps(message, separators=(",", ":"), ensure_ascii=False)
+
+
+def load_message(
+    data: str | bytes,
+    *,
+    sender: str,
+    key: str = "type",
+    error: type[ProviderProtocolError] = ProviderProtocolError,
+) -> tuple[dict[str, object], str]:
+    """Decode one JSON text frame from ``sender`` into ``(object, kind)``.
+
+    ``key`` names the field that holds the message kind (``type``; Twilio: ``event``).
+    Raises ``error`` for a binary frame, invalid JSON, a value that is not an object, and a
+    missing or non-string ``key``.
+    """
+    if isinstance(data, bytes):
+        raise error(f"{sender} sent a binary frame where a JSON text frame was expected")
+    try:
+        obj = json.loads(data)
+    except (ValueError, RecursionError) as exc:
+        raise error(f"{sender} sent a frame that is not valid JSON: {exc}") from exc
+    if not isinstance(obj, dict):
+        raise error(f"{sender} sent a frame that is not a JSON object")
+    kind = obj.get(key)
+    if not isinstance(kind, str):
+        raise error(f"{sender} sent a frame without a string {key!r} field")
+    return obj, kind
+
+
+def decode_base64(
+    text: str,
+    *,
+    what: str,
+    max_bytes: int | None = None,
+    error: type[ProviderProtocolError] = ProviderProtocolError,
+) -> bytes:
+    """Strict base64 (RFC 4648 §4, no line breaks or stray characters) for ``what``.
+
+    With ``max_bytes`` an oversized payload is refused before anything is decoded.
+    """
+    # Base64 carries 3 bytes in 4 characters.
+    if max_bytes is not None and len(text) > (max_bytes + 2) // 3 * 4:
+        raise error(f"{what} is larger than {max_bytes} bytes")
+    try:
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise error(f"{what} is not valid base64: {exc}") from exc
+
+
+def encode_base64(payload: bytes) -> str:
+    """Base64 text for a binary payload (RFC 4648 §4, with padding, no line breaks)."""
+    return base64.b64encode(payload).decode("ascii")
