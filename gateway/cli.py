@@ -18,8 +18,9 @@ from gateway.settings import (
 
 _SERVE_EPILOG = (
     "Every flag can also be set with the TELEPATH_* variable named in brackets; a flag wins. "
-    "SIP flags (--sip, --sip-tls, --rtp-ports, --public-address) are accepted but inert until "
-    "the native SIP ingress lands in this build."
+    "SIP is served on --sip (UDP and TCP) and --sip-tls (TLS, with --tls-cert/--tls-key); "
+    "RTP uses --rtp-ports; --public-address is what SDP and Contact advertise (set it behind "
+    "NAT); --sip-domain is the digest realm and the host of origination URIs."
 )
 
 

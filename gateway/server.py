@@ -1,4 +1,4 @@
-"""``telepath serve``: the database, the services, the HTTP app and (later) the SIP stack in one process."""
+"""``telepath serve``: the database, the services, the HTTP app and the SIP stack in one process."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from gateway.database import close_database, open_database
 from gateway.demo import describe, ensure_demo
 from gateway.services import Services
 from gateway.settings import Settings
+from gateway.sip_service import SipService
 
 logger = logging.getLogger(__name__)
 
@@ -32,12 +33,28 @@ def hypercorn_config(settings: Settings) -> HypercornConfig:
     return config
 
 
+async def _start_sip(settings: Settings, services: Services) -> SipService | None:
+    """Start the SIP stack; a taken address is logged and the HTTP side still serves."""
+    sip = SipService(settings, services)
+    try:
+        endpoint = await sip.start()
+    except OSError as error:
+        logger.error("SIP listener %s not started: %s", settings.sip, error)
+        print(f"SIP listener {settings.sip} not started: {error}", file=sys.stderr, flush=True)
+        return None
+    for kind, (host, port) in endpoint.addresses.items():
+        print(f"Telepath SIP listening on {kind.value} {host}:{port}", file=sys.stderr, flush=True)
+    return sip
+
+
 async def run_server(settings: Settings) -> None:
     """Serve until SIGTERM/SIGINT."""
     await open_database(settings.database_url)
     services = Services.build(settings)
     # Calls a crash left open are closed before any new call; pending webhooks resume.
-    await services.calls.close_stale()
+    # SQLite means one process: every open row is ours. On PostgreSQL other nodes may be
+    # mid-call, so only this node's rows (Call.node: host name and SIP port) are closed.
+    await services.calls.close_stale(any_node=settings.database_url.startswith("sqlite"))
     services.webhooks.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -50,6 +67,7 @@ async def run_server(settings: Settings) -> None:
                 describe(demo, settings.sip_domain, settings.http_base_url, str(settings.sip)),
                 flush=True,
             )
+        sip = await _start_sip(settings, services)
         app = create_app(services)
         logger.info("HTTP listening on %s", settings.http)
         print(
@@ -57,7 +75,11 @@ async def run_server(settings: Settings) -> None:
             file=sys.stderr,
             flush=True,
         )
-        await hypercorn_serve(app, hypercorn_config(settings), shutdown_trigger=stop.wait)
+        try:
+            await hypercorn_serve(app, hypercorn_config(settings), shutdown_trigger=stop.wait)
+        finally:
+            if sip is not None:
+                await sip.stop()
     finally:
         await services.close()
         await close_database()

@@ -20,7 +20,7 @@ import logging
 import ssl
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from ingress.sip.errors import FramingError
 from ingress.sip.framing import NEED_DATA, MessageFramed, StreamFramer
@@ -52,9 +52,8 @@ class _Connection(asyncio.Protocol):
         self._idle: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
-        addr = transport.get_extra_info("peername")
+        self.transport = cast(asyncio.Transport, transport)
+        addr = self.transport.get_extra_info("peername")
         self.peer = Peer(self._listener.kind, str(addr[0]), int(addr[1]))
         if not self._listener.register(self):
             transport.close()

@@ -1,0 +1,471 @@
+"""sipp (Debian sip-tester 3.6) scenarios against a live gateway over UDP.
+
+Each scenario in ``scenarios/`` is a real SIP exchange with digest authentication (MD5,
+the first challenge, as sipp requires); the call records written through the REST API
+are checked afterwards.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from ingress.sip.digest import Algorithm, ha1
+from tests.sip_interop.support import (
+    SCENARIOS,
+    SIPP,
+    Gateway,
+    RecordingAgent,
+    free_udp_port,
+    gateway,
+    rtp_range,
+    run_sipp,
+    sipp_logs,
+    sipp_messages,
+)
+
+pytestmark = pytest.mark.slow
+
+
+def run_sipp_builtin(
+    name: str, gw: Gateway, *, service: str, cwd: Path
+) -> subprocess.CompletedProcess[str]:
+    """One call of sipp's built-in scenario ``name`` (no authentication)."""
+    args = [
+        SIPP,
+        "-sn",
+        name,
+        f"127.0.0.1:{gw.sip_port}",
+        "-s",
+        service,
+        "-i",
+        "127.0.0.1",
+        "-p",
+        str(free_udp_port()),
+        "-m",
+        "1",
+        "-d",
+        "500",
+        "-timeout",
+        "20",
+        "-timeout_error",
+        "-trace_err",
+        "-trace_msg",
+        "-nostdin",
+    ]
+    return subprocess.run(args, cwd=cwd, capture_output=True, text=True, timeout=40)
+
+
+def sipp_ok(result: object, cwd: Path) -> None:
+    assert getattr(result, "returncode", None) == 0, sipp_logs(cwd)
+
+
+def refused_scenario(tmp: Path, status: int) -> Path:
+    text = (SCENARIOS / "uac_auth_refused.xml.in").read_text().replace("__STATUS__", str(status))
+    path = tmp / f"uac_auth_refused_{status}.xml"
+    path.write_text(text)
+    return path
+
+
+def sip_call_id(cwd: Path) -> str:
+    for line in sipp_messages(cwd).splitlines():
+        if line.startswith("Call-ID:"):
+            return line.split(":", 1)[1].strip()
+    raise AssertionError("no Call-ID in sipp's log")
+
+
+def test_authenticated_call_caller_hangs_up(gw: Gateway, tmp_path: Path) -> None:
+    with RecordingAgent() as agent:
+        trunk = gw.create_trunk(ai_provider="custom", custom_endpoint=agent.url)
+        user, password = trunk["sip_username"], trunk["sip_password"]
+        result = run_sipp(
+            "uac_auth_call.xml",
+            gw,
+            service=user,
+            username=user,
+            password=password,
+            cwd=tmp_path,
+            extra=["-d", "1500"],
+        )
+        sipp_ok(result, tmp_path)
+        record = gw.call_by_sip_id(sip_call_id(tmp_path))
+    assert record["status"] == "completed"
+    assert record["disconnect_reason"] == "hangup" and record["blame"] == "caller"
+    assert record["from_number"] == "+15551230001"
+    assert record["sip_status"] == 200
+    [start] = agent.starts
+    assert start["headers"]["X-Customer-Id"] == "cust-42"  # X- headers reach the agent as sent
+    assert start["headers"]["X-SIP-Call-ID"] == record["sip_call_id"]
+    assert start["from"] == "+15551230001"
+    # The 200 OK carried our Contact (public address) and the SDP answer.
+    log = sipp_messages(tmp_path)
+    assert "Contact: <sip:telepath@127.0.0.1:" in log
+
+
+def test_agent_hangs_up_and_we_send_bye(gw: Gateway, tmp_path: Path) -> None:
+    with RecordingAgent(hangup_after=1.0) as agent:
+        trunk = gw.create_trunk(ai_provider="custom", custom_endpoint=agent.url)
+        user, password = trunk["sip_username"], trunk["sip_password"]
+        result = run_sipp(
+            "uac_auth_wait_bye.xml",
+            gw,
+            service=user,
+            username=user,
+            password=password,
+            cwd=tmp_path,
+        )
+        sipp_ok(result, tmp_path)
+        record = gw.call_by_sip_id(sip_call_id(tmp_path))
+    assert record["status"] == "completed"
+    assert record["disconnect_reason"] == "agent_hangup", record
+    assert record["blame"] == "ai_agent"
+    bye = [m for m in sipp_messages(tmp_path).split("-----") if "BYE sip:" in m]
+    assert bye and "CSeq:" in bye[0]
+
+
+def test_cancel_while_ringing(gw: Gateway, tmp_path: Path) -> None:
+    with RecordingAgent(connect_delay=3.0) as agent:
+        trunk = gw.create_trunk(ai_provider="custom", custom_endpoint=agent.url)
+        user, password = trunk["sip_username"], trunk["sip_password"]
+        result = run_sipp(
+            "uac_auth_cancel.xml", gw, service=user, username=user, password=password, cwd=tmp_path
+        )
+        sipp_ok(result, tmp_path)
+        record = gw.call_by_sip_id(sip_call_id(tmp_path))
+    assert record["status"] == "canceled", record
+    assert record["disconnect_reason"] == "cancel" and record["blame"] == "caller"
+    assert record["sip_status"] == 487
+    assert record["answer_time"] is None
+
+
+def test_wrong_password_is_challenged_again(gw: Gateway, tmp_path: Path) -> None:
+    trunk = gw.create_trunk()
+    user = trunk["sip_username"]
+    result = run_sipp(
+        refused_scenario(tmp_path, 401),
+        gw,
+        service=user,
+        username=user,
+        password="not-the-password",
+        cwd=tmp_path,
+    )
+    sipp_ok(result, tmp_path)
+    assert gw.calls(trunk_id=trunk["id"]) == []  # authentication failures make no record
+
+
+def test_unknown_user_reads_like_a_wrong_password(gw: Gateway, tmp_path: Path) -> None:
+    known = gw.create_trunk()
+    result = run_sipp(
+        refused_scenario(tmp_path, 401),
+        gw,
+        service="nobody-here",
+        username="nobody-here",
+        password="whatever",
+        cwd=tmp_path,
+    )
+    sipp_ok(result, tmp_path)
+    unknown_log = sipp_messages(tmp_path)
+    other = tmp_path / "known"
+    other.mkdir()
+    result = run_sipp(
+        refused_scenario(other, 401),
+        gw,
+        service=known["sip_username"],
+        username=known["sip_username"],
+        password="wrong",
+        cwd=other,
+    )
+    sipp_ok(result, other)
+
+    # The same challenges (realm, algorithms, qop) in the same order for both.
+    def challenges(log: str) -> list[str]:
+        return [
+            line.split("nonce=")[0] + line.split("algorithm=")[1]
+            for line in log.splitlines()
+            if line.startswith("WWW-Authenticate:")
+        ]
+
+    assert challenges(unknown_log) == challenges(sipp_messages(other))
+
+
+def test_inactive_trunk_gets_480(gw: Gateway, tmp_path: Path) -> None:
+    trunk = gw.create_trunk(status="inactive")
+    user, password = trunk["sip_username"], trunk["sip_password"]
+    result = run_sipp(
+        refused_scenario(tmp_path, 480),
+        gw,
+        service=user,
+        username=user,
+        password=password,
+        cwd=tmp_path,
+    )
+    sipp_ok(result, tmp_path)
+    record = gw.call_by_sip_id(sip_call_id(tmp_path))
+    assert record["status"] == "failed" and record["sip_status"] == 480
+
+
+def test_number_not_allowed_gets_403(gw: Gateway, tmp_path: Path) -> None:
+    trunk = gw.create_trunk(inbound_numbers=["+15550009999"])
+    user, password = trunk["sip_username"], trunk["sip_password"]
+    result = run_sipp(
+        refused_scenario(tmp_path, 403),
+        gw,
+        service=user,
+        username=user,
+        password=password,
+        cwd=tmp_path,
+    )
+    sipp_ok(result, tmp_path)
+    record = gw.call_by_sip_id(sip_call_id(tmp_path))
+    assert record["sip_status"] == 403
+    assert "number not allowed" in record["disconnect_explanation"]
+
+
+def test_allowed_number_gets_through(gw: Gateway, tmp_path: Path) -> None:
+    trunk = gw.create_trunk(inbound_numbers=["+15551230001"])  # sipp's From number
+    user, password = trunk["sip_username"], trunk["sip_password"]
+    result = run_sipp(
+        "uac_auth_call.xml",
+        gw,
+        service=user,
+        username=user,
+        password=password,
+        cwd=tmp_path,
+        extra=["-d", "500"],
+    )
+    sipp_ok(result, tmp_path)
+
+
+def test_reinvite_hold_and_resume(gw: Gateway, tmp_path: Path) -> None:
+    trunk = gw.create_trunk()
+    user, password = trunk["sip_username"], trunk["sip_password"]
+    result = run_sipp(
+        "uac_auth_hold_resume.xml", gw, service=user, username=user, password=password, cwd=tmp_path
+    )
+    sipp_ok(result, tmp_path)
+    record = gw.call_by_sip_id(sip_call_id(tmp_path))
+    # The call survived both re-INVITEs: the caller's final BYE ended it.
+    assert record["status"] == "completed" and record["blame"] == "caller"
+    assert record["duration"] >= 1.4
+    answers = [
+        m
+        for m in sipp_messages(tmp_path).split("-----")
+        if "SIP/2.0 200 OK" in m
+        and "CSeq: 3 INVITE" in m
+        or "CSeq: 4 INVITE" in m
+        and "SIP/2.0 200 OK" in m
+    ]
+    bodies = "\n".join(answers)
+    assert "a=recvonly" in bodies and "a=sendrecv" in bodies  # hold mirrored, then resumed
+
+
+def test_options_keepalive(gw: Gateway, tmp_path: Path) -> None:
+    result = run_sipp("options.xml", gw, service="anyone", cwd=tmp_path)
+    sipp_ok(result, tmp_path)
+
+
+def test_calls_keep_working_one_after_another(gw: Gateway, tmp_path: Path) -> None:
+    trunk = gw.create_trunk()
+    user, password = trunk["sip_username"], trunk["sip_password"]
+    for index in range(3):
+        cwd = tmp_path / str(index)
+        cwd.mkdir()
+        result = run_sipp(
+            "uac_auth_call.xml",
+            gw,
+            service=user,
+            username=user,
+            password=password,
+            cwd=cwd,
+            extra=["-d", "300"],
+        )
+        sipp_ok(result, cwd)
+    time.sleep(0.5)
+    assert [c["status"] for c in gw.calls(trunk_id=trunk["id"])] == ["completed"] * 3
+
+
+def test_unreachable_agent_gets_503_with_reason(gw: Gateway, tmp_path: Path) -> None:
+    trunk = gw.create_trunk(ai_provider="custom", custom_endpoint="ws://127.0.0.1:9/agent")
+    user, password = trunk["sip_username"], trunk["sip_password"]
+    result = run_sipp(
+        refused_scenario(tmp_path, 503),
+        gw,
+        service=user,
+        username=user,
+        password=password,
+        cwd=tmp_path,
+    )
+    sipp_ok(result, tmp_path)
+    refusal = [m for m in sipp_messages(tmp_path).split("-----") if "SIP/2.0 503" in m][0]
+    assert "Reason: SIP;cause=503;text=" in refusal
+    assert "Retry-After:" in refusal
+    record = gw.call_by_sip_id(sip_call_id(tmp_path))
+    assert record["status"] == "failed" and record["blame"] == "ai_agent", record
+    assert record["sip_status"] == 503
+
+
+def test_trunk_at_its_cap_gets_486(gw: Gateway, tmp_path: Path) -> None:
+    trunk = gw.create_trunk(max_concurrent_calls=1)
+    user, password = trunk["sip_username"], trunk["sip_password"]
+    first_dir, second_dir = tmp_path / "first", tmp_path / "second"
+    first_dir.mkdir()
+    second_dir.mkdir()
+    with ThreadPoolExecutor(1) as pool:
+        first = pool.submit(
+            run_sipp,
+            "uac_auth_call.xml",
+            gw,
+            service=user,
+            username=user,
+            password=password,
+            cwd=first_dir,
+            extra=["-d", "4000"],
+        )
+        deadline = time.monotonic() + 10
+        while not [c for c in gw.calls(trunk_id=trunk["id"]) if c["status"] == "in-progress"]:
+            assert time.monotonic() < deadline, "the first call never went up"
+            time.sleep(0.2)
+        second = run_sipp(
+            refused_scenario(second_dir, 486),
+            gw,
+            service=user,
+            username=user,
+            password=password,
+            cwd=second_dir,
+        )
+        sipp_ok(second, second_dir)
+        sipp_ok(first.result(), first_dir)
+    busy = gw.call_by_sip_id(sip_call_id(second_dir))
+    assert busy["status"] == "busy" and busy["sip_status"] == 486
+
+
+def test_address_authenticated_trunk_needs_no_challenge(gw: Gateway, tmp_path: Path) -> None:
+    """auth_mode ip (Twilio Elastic SIP Trunking style): sipp's built-in UAC, which does no
+    digest at all, gets through from an allowed address and 403 from any other."""
+    allowed = gw.create_trunk(auth_mode="ip", allowed_ips=["127.0.0.0/8"])
+    result = run_sipp_builtin("uac", gw, service=allowed["sip_username"], cwd=tmp_path)
+    sipp_ok(result, tmp_path)
+    assert "401 Unauthorized" not in sipp_messages(tmp_path)
+    [call] = gw.calls(trunk_id=allowed["id"])
+    assert call["sip_status"] == 200
+    other = tmp_path / "other"
+    other.mkdir()
+    denied = gw.create_trunk(auth_mode="ip", allowed_ips=["10.0.0.0/8"])
+    result = run_sipp_builtin("uac", gw, service=denied["sip_username"], cwd=other)
+    assert result.returncode != 0
+    assert "SIP/2.0 403 Forbidden" in sipp_messages(other)
+
+
+def test_no_free_rtp_port_gets_503(tmp_path: Path) -> None:
+    """A gateway whose --rtp-ports hold one port pair: a second simultaneous call is
+    refused with 503 and Retry-After (the first one keeps its media)."""
+    low = rtp_range(4)[0] + 1  # odd LO, LO+3: exactly one even/odd pair (LO+1, LO+2)
+    with gateway(tmp_path / "gw", rtp_ports=(low, low + 3)) as small:
+        trunk = small.create_trunk()
+        user, password = trunk["sip_username"], trunk["sip_password"]
+        first_dir, second_dir = tmp_path / "first", tmp_path / "second"
+        first_dir.mkdir()
+        second_dir.mkdir()
+        with ThreadPoolExecutor(1) as pool:
+            first = pool.submit(
+                run_sipp,
+                "uac_auth_call.xml",
+                small,
+                service=user,
+                username=user,
+                password=password,
+                cwd=first_dir,
+                extra=["-d", "4000"],
+            )
+            deadline = time.monotonic() + 10
+            while not [c for c in small.calls() if c["status"] == "in-progress"]:
+                assert time.monotonic() < deadline, "the first call never went up"
+                time.sleep(0.2)
+            second = run_sipp(
+                refused_scenario(second_dir, 503),
+                small,
+                service=user,
+                username=user,
+                password=password,
+                cwd=second_dir,
+            )
+            sipp_ok(second, second_dir)
+            sipp_ok(first.result(), first_dir)
+        refused = small.call_by_sip_id(sip_call_id(second_dir))
+        assert refused["sip_status"] == 503 and refused["blame"] == "system"
+        assert "RTP port" in refused["disconnect_explanation"]
+
+
+def test_rejections_are_logged_once_without_secrets(tmp_path: Path) -> None:
+    """Each refusal: one INFO line with user, source, reason and status; no password, HA1
+    or Authorization value anywhere in the logs."""
+    with gateway(tmp_path / "gw") as own:
+        trunk = own.create_trunk(inbound_numbers=["+15550009999"])
+        user, password = trunk["sip_username"], trunk["sip_password"]
+        wrong = tmp_path / "wrong"
+        wrong.mkdir()
+        sipp_ok(
+            run_sipp(
+                refused_scenario(wrong, 401),
+                own,
+                service=user,
+                username=user,
+                password="Wrong-" + password,
+                cwd=wrong,
+            ),
+            wrong,
+        )
+        number = tmp_path / "number"
+        number.mkdir()
+        sipp_ok(
+            run_sipp(
+                refused_scenario(number, 403),
+                own,
+                service=user,
+                username=user,
+                password=password,
+                cwd=number,
+            ),
+            number,
+        )
+        time.sleep(0.5)
+        own.process.terminate()
+        _, logs = own.process.communicate(timeout=20)
+    refusals = [line for line in logs.splitlines() if "SIP INVITE refused" in line]
+    assert len(refusals) == 2, logs[-3000:]
+    assert f"user='{user}'" in refusals[0] and "reason=wrong credentials status=401" in refusals[0]
+    assert "source=127.0.0.1:" in refusals[0] and "transport=UDP" in refusals[0]
+    assert "reason=number not allowed status=403" in refusals[1]
+    authorization = [
+        line for line in sipp_messages(wrong).splitlines() if line.startswith("Authorization:")
+    ]
+    response = authorization[0].split('response="')[1].split('"')[0]
+    ha1_md5 = ha1(user, "sip.interop.test", password, Algorithm.MD5)
+    ha1_sha256 = ha1(user, "sip.interop.test", password, Algorithm.SHA256)
+    for secret in (password, "Wrong-" + password, response, ha1_md5, ha1_sha256):
+        assert secret not in logs
+    assert "Authorization" not in logs
+
+
+def test_late_offer_answered_in_the_ack(gw: Gateway, tmp_path: Path) -> None:
+    trunk = gw.create_trunk()
+    user, password = trunk["sip_username"], trunk["sip_password"]
+    result = run_sipp(
+        "uac_auth_late_offer.xml",
+        gw,
+        service=user,
+        username=user,
+        password=password,
+        cwd=tmp_path,
+        extra=["-d", "1000"],
+    )
+    sipp_ok(result, tmp_path)
+    ok = [m for m in sipp_messages(tmp_path).split("-----") if "SIP/2.0 200 OK" in m][0]
+    assert "m=audio" in ok and "RTP/AVP 0 101" in ok  # our offer: the leg's one codec
+    record = gw.call_by_sip_id(sip_call_id(tmp_path))
+    assert record["status"] == "completed" and record["codec"] == "pcmu/8000"
+    assert record["metrics"]["media"]["packets_sent"] > 10  # RTP started once the ACK answered
