@@ -17,7 +17,9 @@ from providers.base import AgentConfig
 def agent_config(state: TrunkState, settings: Settings) -> AgentConfig:
     """The adapter configuration for one call on this trunk (a snapshot: later edits don't apply)."""
     trunk = state.trunk
-    options: dict[str, object] = {k: v for k, v in (trunk.provider_config or {}).items() if k != "base_url"}
+    options: dict[str, object] = {
+        k: v for k, v in (trunk.provider_config or {}).items() if k != "base_url"
+    }
     override = (trunk.provider_config or {}).get("base_url")
     provider = trunk.ai_provider
     api_key: str | None = None

@@ -56,6 +56,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 Timeline = Sequence[tuple[str, Mapping[str, object]]]
+_PROVIDERS_WITH_VAD = frozenset({"openai"})
 _TURN_RE = re.compile(r"ai_latency_ms=([0-9]+(?:\.[0-9]+)?)")
 _MEDIA_KEYS = (
     "packets_received",
@@ -328,6 +329,8 @@ class CallRunner:
         self._active: Counter[str] = Counter()
         self._total_active = 0
         self._bridges: dict[str, CallBridge] = {}
+        self._idle = asyncio.Event()
+        self._idle.set()
 
     # --- concurrency ---
 
@@ -359,11 +362,21 @@ class CallRunner:
             bridge.end(reason)
         return len(self._bridges)
 
+    async def shutdown(self) -> None:
+        """End every running call (``SHUTDOWN``/system) and wait until their records are
+        finalised. Bound it with ``asyncio.timeout`` (the bridge's teardown is bounded)."""
+        self.end_all()
+        await self._idle.wait()
+
     def _track(self, trunk_id: str, delta: int) -> None:
         self._active[trunk_id] += delta
         if self._active[trunk_id] <= 0:
             del self._active[trunk_id]
         self._total_active += delta
+        if self._total_active:
+            self._idle.clear()
+        else:
+            self._idle.set()
         self.services.metrics.active_calls.set(self._total_active)
 
     # --- a call ---
@@ -395,9 +408,14 @@ class CallRunner:
         background: list[asyncio.Task[None]] = []
         bridge: CallBridge | None = None
         try:
+            began: list[datetime] = []
             await self._guard(
-                call_id, "create", self._create(trunk, context, clock.wall(start), transport, codec)
+                call_id,
+                "create",
+                self._create(trunk, context, clock.wall(start), transport, codec, began),
             )
+            if began:  # a row made earlier (media-stream webhook): the call started then
+                start = min(start, began[0].timestamp() - clock.wall_minus_loop)
 
             def answered() -> None:
                 background.append(loop.create_task(self._answered(trunk, call_id, clock)))
@@ -422,6 +440,9 @@ class CallRunner:
                     BridgeOptions(
                         agent_ready_timeout=self.services.settings.agent_ready_timeout,
                         max_duration=trunk.trunk.max_call_duration or None,
+                        # Turn latency needs the caller's end of speech: only OpenAI reports
+                        # it; for the others our VAD finds it (the provider's events win).
+                        run_vad=trunk.trunk.ai_provider not in _PROVIDERS_WITH_VAD,
                     ),
                 )
                 self._bridges[call_id] = bridge
@@ -539,7 +560,13 @@ class CallRunner:
         return True
 
     async def _create(
-        self, trunk: TrunkState, context: CallContext, start: datetime, transport: str, codec: str
+        self,
+        trunk: TrunkState,
+        context: CallContext,
+        start: datetime,
+        transport: str,
+        codec: str,
+        began: list[datetime],
     ) -> None:
         call = await self.services.calls.create(
             call_id=context.call_id,
@@ -549,6 +576,7 @@ class CallRunner:
             transport=transport,
             codec=codec,
         )
+        began.append(call.start_time)
         await self.services.webhooks.enqueue(
             call, "call.started", trunk.trunk.webhook_url, events=trunk.trunk.webhook_events
         )
@@ -591,8 +619,9 @@ class CallRunner:
     ) -> None:
         m = self.services.metrics
         m.calls.labels(outcome.status, outcome.blame).inc()
-        if result.answered_at is not None:
-            m.setup_seconds.observe(max(0.0, result.answered_at - result.started_at))
+        setup_ms = outcome.metrics.get("answer_delay_ms")
+        if isinstance(setup_ms, int | float):  # from the INVITE (or webhook) to the answer
+            m.setup_seconds.observe(max(0.0, setup_ms / 1000))
         for latency in turn_latencies(result):
             m.ai_latency_seconds.observe(latency / 1000)
         if "jitter_max_ms" in media:

@@ -240,6 +240,14 @@ def _convert(attr: str, value: str, name: str) -> object:
         return _url(value, name, ("http", "https"))
     if attr in ("openai_realtime_url", "elevenlabs_ws_url"):
         return _url(value, name, ("ws", "wss"))
+    if attr == "database_url":
+        if not value.startswith(("sqlite://", "postgres://", "postgresql://")):
+            raise SettingsError(
+                f"{name}: use sqlite://PATH or postgres://user:pass@host/db, got {value[:40]!r}"
+            )
+        return value
+    if attr == "redis_url":
+        return _url(value, name, ("redis", "rediss", "unix"))
     if attr == "public_url":
         return _url(value, name, ("http", "https"))
     if attr == "public_address":

@@ -69,6 +69,8 @@ class Trunk(Model):
     inbound_numbers: fields.JSONField[list[str]] = fields.JSONField(default=list)
     allowed_ips: fields.JSONField[list[str]] = fields.JSONField(default=list)
     webhook_url = fields.CharField(max_length=2000, null=True)
+    # Status-webhook events sent besides the end of a call: call.started, call.answered.
+    webhook_events: fields.JSONField[list[str]] = fields.JSONField(null=True)
     credentials_verified = fields.BooleanField(null=True)
     max_concurrent_calls = fields.IntField(null=True)
     max_call_duration = fields.IntField(null=True)
@@ -106,6 +108,9 @@ class Call(Model):
     sip_status = fields.IntField(null=True)
     ai_latency = fields.FloatField(null=True)
     jitter_max = fields.FloatField(null=True)
+    # Columns the analytics read for every call of a window (the rest stays in metrics).
+    jitter_mean = fields.FloatField(null=True)
+    carrier_lag = fields.FloatField(null=True)
     # Everything else measured (latency percentiles and turns, media statistics, X- headers).
     metrics: fields.JSONField[dict[str, Any]] = fields.JSONField(default=dict)
     node = fields.CharField(max_length=64, null=True)

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any
 
 from quart import Blueprint, Quart, Response, current_app, g, jsonify, request
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, InternalServerError
 
 from gateway.services import Services
 from gateway.services.api_keys import Principal
@@ -17,6 +18,8 @@ from gateway.services.errors import (
     ServiceError,
     Unauthorized,
 )
+
+logger = logging.getLogger(__name__)
 
 api = Blueprint("api", __name__, url_prefix="/v1")
 
@@ -126,6 +129,20 @@ def register_error_handlers(app: Quart) -> None:
     @app.errorhandler(ServiceError)
     async def _service_error(error: ServiceError) -> Response:
         return error_response(error)
+
+    @app.errorhandler(Exception)
+    async def _unexpected(error: Exception) -> Response | HTTPException:
+        if isinstance(error, HTTPException):
+            return error
+        if not request.path.startswith("/v1"):
+            logger.exception("unhandled error on %s %s", request.method, request.path)
+            return InternalServerError()
+        logger.exception("unhandled error on %s %s", request.method, request.path)
+        failure = ServiceError(
+            "internal_error", "Telepath hit an internal error; it has been logged"
+        )
+        failure.status = 500
+        return error_response(failure)
 
     @app.errorhandler(HTTPException)
     async def _http_error(error: HTTPException) -> Response | HTTPException:

@@ -161,7 +161,12 @@ def _time_arg(name: str) -> datetime | None:
         ) from None
     if value.tzinfo is None:
         value = value.replace(tzinfo=UTC)  # the API's times are UTC
-    return value
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:  # e.g. 0001-01-01T00:00:00+01:00: before any call
+        return (
+            datetime.min.replace(tzinfo=UTC) if value.year < 2 else datetime.max.replace(tzinfo=UTC)
+        )
 
 
 def _int_arg(name: str, default: int | None) -> int | None:
@@ -239,8 +244,16 @@ register(
                 "summary": "List calls, newest first",
                 "parameters": [
                     _query("limit", {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT}),
-                    _query("cursor", {"type": "string", "maxLength": 64}),
-                    _query("offset", {"type": "integer", "minimum": 0, "maximum": 999999999}),
+                    _query(
+                        "cursor",
+                        {"type": "string", "pattern": "^call_[0-9a-hjkmnp-tv-z]{26}$"},
+                        "next_cursor of the previous page",
+                    ),
+                    _query(
+                        "offset",
+                        {"type": "integer", "minimum": 0, "maximum": 999999999},
+                        "Rows to skip (after the cursor, if one is given)",
+                    ),
                     _query("trunk_id", {"type": "string", "maxLength": 64}),
                     _query("status", {"enum": list(STATUSES)}),
                     _query("direction", {"enum": ["inbound", "outbound"]}),

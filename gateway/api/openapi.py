@@ -163,6 +163,10 @@ def _trunk_paths() -> dict[str, dict[str, Any]]:
 
 def build_document(server_url: str | None = None) -> dict[str, Any]:
     """The whole OpenAPI 3.1 document."""
+    # The areas register their schemas and paths when imported; import them all so the
+    # document is complete whatever was imported before.
+    from gateway.api import analytics, calls, trunks  # noqa: F401
+
     models = [*_MODELS, *_EXTRA_MODELS]
     _, schema = models_json_schema(
         [(m, "validation" if m in (TrunkCreate, TrunkUpdate) else "serialization") for m in models],

@@ -220,7 +220,7 @@ class TrunkFields(BaseModel):
     webhook_events: (
         Annotated[
             list[Literal["call.started", "call.answered"]],
-            Field(max_length=2),
+            Field(max_length=10),
             AfterValidator(lambda events: list(dict.fromkeys(events))),
         ]
         | None

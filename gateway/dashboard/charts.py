@@ -82,9 +82,14 @@ def _axes(top: float, unit: str, labels: Sequence[str], x_of: list[float]) -> li
 
 
 def line_chart(
-    title: str, labels: Sequence[str], series: Sequence[Series], *, unit: str = ""
+    title: str,
+    labels: Sequence[str],
+    series: Sequence[Series],
+    *,
+    unit: str = "",
+    bridge_gaps: bool = False,
 ) -> Markup:
-    """Lines over shared x labels; ``None`` values leave a gap."""
+    """Lines over shared x labels; ``None`` values leave a gap (or are bridged over)."""
     values = [v for s in series for v in s.values if v is not None]
     top = nice_ceiling(max(values, default=0.0))
     plot_w = WIDTH - _LEFT - _RIGHT
@@ -97,9 +102,9 @@ def line_chart(
         runs: list[list[str]] = []
         for i, value in enumerate(line.values[:count]):
             if value is None:
-                if segment:
+                if segment and not bridge_gaps:
                     runs.append(segment)
-                segment = []
+                    segment = []
                 continue
             y = _TOP + plot_h - plot_h * (value / top)
             segment.append(f"{x_of[i]:.1f},{y:.1f}")

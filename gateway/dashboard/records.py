@@ -183,6 +183,7 @@ class DashboardRecords:
                     charts.Series("p95", "line p95", p95),
                 ],
                 unit=" ms",
+                bridge_gaps=True,
             ),
             blame_chart=charts.breakdown_bar("Who ended the calls (blame)", blame),
             sampled=sampled,

@@ -15,6 +15,7 @@ from typing import Any
 from quart import (
     Blueprint,
     Response,
+    flash,
     g,
     jsonify,
     redirect,
@@ -34,6 +35,7 @@ from gateway.dashboard.forms import DIALECTS, PROVIDER_LABELS, connection_body, 
 from gateway.dashboard.records import DashboardRecords
 from gateway.dashboard.views import blame_label, millis, seconds, tone, when
 from gateway.services.api_keys import SCOPES
+from gateway.services.calls import TrunkCallStats
 from gateway.services.errors import Forbidden, InvalidRequest, ServiceError
 from gateway.services.trunks import TrunkState
 
@@ -212,16 +214,18 @@ async def sign_out() -> WerkzeugResponse:
 # --- connections ---
 
 
-def _view(state: TrunkState) -> dict[str, Any]:
-    services = get_services()
-    view = trunk_out(state, services.settings.sip_domain)
+def _view(state: TrunkState, stats: TrunkCallStats | None = None) -> dict[str, Any]:
+    """The API's view of a trunk (the same masking), plus what the cards show."""
+    settings = get_services().settings
+    view = trunk_out(state, settings.sip_domain, settings.http_base_url, stats)
     view["provider_label"] = PROVIDER_LABELS.get(view["ai_provider"], view["ai_provider"])
     config = view.get("provider_config") or {}
     view["model_label"] = (
         config.get("model") or config.get("agent_id") or view.get("custom_endpoint")
     )
-    view["http_base_url"] = services.settings.http_base_url
     view["webhook_links"] = _webhook_links(view.get("webhook_urls"))
+    view["last_call"] = when(view.get("last_call_at"))
+    view["avg_latency_label"] = millis(view.get("avg_latency"))
     return view
 
 
@@ -260,14 +264,7 @@ async def connections() -> Page:
     who = viewer()
     states = await _all_trunks(who.account_id)
     stats = await records().trunk_stats([s.trunk.id for s in states])
-    cards = []
-    for state in states:
-        view = _view(state)
-        figures = stats.get(state.trunk.id)
-        view["total_calls"] = figures.total_calls if figures else 0
-        view["last_call"] = when(figures.last_call_at) if figures else "—"
-        view["avg_latency"] = millis(figures.avg_latency) if figures else "—"
-        cards.append(view)
+    cards = [_view(state, stats.get(state.trunk.id)) for state in states]
     return await render_template("dashboard/connections.html", cards=cards)
 
 
@@ -322,10 +319,7 @@ async def connection(trunk_id: str) -> Page:
     who = viewer()
     state = await get_services().trunks.get(who.account_id, trunk_id)
     stats = (await records().trunk_stats([trunk_id])).get(trunk_id)
-    view = _view(state)
-    view["total_calls"] = stats.total_calls if stats else 0
-    view["last_call"] = when(stats.last_call_at) if stats else "—"
-    view["avg_latency"] = millis(stats.avg_latency) if stats else "—"
+    view = _view(state, stats)
     return await render_template("dashboard/connection.html", trunk=view)
 
 
@@ -424,8 +418,7 @@ async def delete(trunk_id: str) -> WerkzeugResponse:
 
 
 async def _flash(message: str) -> None:
-    from quart import flash
-
+    """A one-line notice on the next page (kept in the session: never a secret)."""
     await flash(message)
 
 

@@ -49,6 +49,15 @@ def when(value: datetime | str | None) -> str:
     return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
+def short_when(value: datetime | None) -> str:
+    """A timestamp for narrow table cells: ``11-21 14:05:54`` (UTC; '—' when absent)."""
+    if value is None:
+        return "—"
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value.astimezone(UTC).strftime("%m-%d %H:%M:%S")
+
+
 def iso(value: datetime | None) -> str:
     """A timestamp for ``<time datetime=…>``."""
     if value is None:
@@ -101,6 +110,8 @@ def call_row(call: Any) -> dict[str, Any]:
         "start_time": when(call.start_time),
         "start_iso": iso(call.start_time),
         "answer_time": when(call.answer_time),
+        "start_short": short_when(call.start_time),
+        "answer_short": short_when(call.answer_time),
         "end_time": when(call.end_time),
         "duration": seconds(call.duration),
         "billable_duration": seconds(call.billable_duration),

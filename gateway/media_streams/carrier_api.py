@@ -21,11 +21,14 @@ carrier on loopback:
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from dataclasses import dataclass
+from collections import OrderedDict
+from collections.abc import AsyncIterator
 from enum import StrEnum
 from typing import Any
 
+import aiohttp
 import telnyx
 from twilio.base.exceptions import TwilioRestException
 from twilio.http.async_http_client import AsyncTwilioHttpClient
@@ -60,13 +63,46 @@ class HangupOutcome(StrEnum):
     ALREADY_ENDED = "already_ended"
 
 
-@dataclass(frozen=True, slots=True)
 class CarrierApi:
-    """The carriers' REST APIs at ``twilio_api_url`` / ``telnyx_api_url`` (no path)."""
+    """The carriers' REST APIs at ``twilio_api_url`` / ``telnyx_api_url`` (no path).
 
-    twilio_api_url: str = "https://api.twilio.com"
-    telnyx_api_url: str = "https://api.telnyx.com"
-    timeout_s: float = 5.0
+    Telnyx clients are kept per API key (at most ``max_clients``, least recently used
+    closed first): building one costs tens of milliseconds of blocking work, which must
+    not land on the event loop during calls. ``warm_up()`` does the SDK's lazy imports
+    (over a second) at start-up for the same reason; ``aclose()`` at shutdown.
+    """
+
+    def __init__(
+        self,
+        *,
+        twilio_api_url: str = "https://api.twilio.com",
+        telnyx_api_url: str = "https://api.telnyx.com",
+        timeout_s: float = 5.0,
+        max_clients: int = 64,
+    ) -> None:
+        self.twilio_api_url = twilio_api_url
+        self.telnyx_api_url = telnyx_api_url
+        self.timeout_s = timeout_s
+        self.max_clients = max_clients
+        self._clients: OrderedDict[str, telnyx.AsyncTelnyx] = OrderedDict()
+        self._retired: list[telnyx.AsyncTelnyx] = []
+
+    def warm_up(self) -> None:
+        """Import the Telnyx SDK's resource modules now (it imports them on first use)."""
+        client = telnyx.AsyncTelnyx(api_key="warm-up", public_key="", base_url=self._telnyx_base)
+        _ = (client.calls.actions, client.texml.accounts.calls)
+
+    async def aclose(self) -> None:
+        """Close the cached Telnyx clients."""
+        clients = [*self._clients.values(), *self._retired]
+        self._clients.clear()
+        self._retired.clear()
+        for client in clients:
+            await client.close()
+
+    @property
+    def _telnyx_base(self) -> str:
+        return self.telnyx_api_url.rstrip("/") + "/v2"
 
     # --- Twilio -----------------------------------------------------------------------
 
@@ -86,20 +122,28 @@ class CarrierApi:
                 raise CarrierApiError(
                     "twilio", f"hang-up refused: {exc.msg}", exc.status, _text(exc.code)
                 ) from None
-            except (OSError, TimeoutError) as exc:
+            except (aiohttp.ClientError, OSError, TimeoutError) as exc:
                 raise CarrierApiError("twilio", f"unreachable: {exc!r}", None, None) from None
         return HangupOutcome.HUNG_UP
 
     # --- Telnyx -----------------------------------------------------------------------
 
-    def _telnyx(self, api_key: str) -> telnyx.AsyncTelnyx:
-        return telnyx.AsyncTelnyx(
-            api_key=api_key,
-            public_key="",  # webhooks are verified with the trunk's key, not the env's
-            base_url=self.telnyx_api_url.rstrip("/") + "/v2",
-            timeout=self.timeout_s,
-            max_retries=1,
-        )
+    @contextlib.asynccontextmanager
+    async def _telnyx(self, api_key: str) -> AsyncIterator[telnyx.AsyncTelnyx]:
+        client = self._clients.pop(api_key, None)
+        if client is None:
+            client = telnyx.AsyncTelnyx(
+                api_key=api_key,
+                public_key="",  # webhooks are verified with the trunk's key, not the env's
+                base_url=self._telnyx_base,
+                timeout=self.timeout_s,
+                max_retries=1,
+            )
+        self._clients[api_key] = client
+        while len(self._clients) > self.max_clients:
+            _, old = self._clients.popitem(last=False)
+            self._retired.append(old)  # closed at aclose(): it may be in use right now
+        yield client
 
     async def telnyx_hangup(self, api_key: str, call_control_id: str) -> HangupOutcome:
         """``POST /v2/calls/{call_control_id}/actions/hangup`` (carriers.md §2.7)."""

@@ -63,6 +63,7 @@ __all__ = ["LegStats", "MediaStreamLeg", "OutboundPacer"]
 
 logger = logging.getLogger(__name__)
 
+_EPSILON_S = 1e-4  # timers may fire a hair early (asyncio's clock resolution)
 SendText = Callable[[str], Awaitable[None]]
 HangUp = Callable[[CallEnd], Awaitable[None]]
 
@@ -76,9 +77,9 @@ class OutboundPacer:
     """Which queued frames and marks may go to the carrier at ``now`` (sans-I/O).
 
     The carrier plays what it receives back to back, so its playhead ends at ``horizon``:
-    ``max(horizon, now) + duration`` after each frame. A frame may go while
-    ``horizon < now + lead``: at most ``lead`` of audio waits at the carrier, and in steady
-    state one frame leaves every frame time. A mark goes as soon as everything queued
+    ``max(horizon, now) + duration`` after each frame. A frame may go if afterwards
+    ``horizon - now <= lead``: at most ``lead`` of audio is ever queued at the carrier,
+    and in steady state one frame leaves every frame time. A mark goes as soon as everything queued
     before it has gone. ``deadline()`` is when ``due`` next has something (or ``None``).
     """
 
@@ -122,11 +123,12 @@ class OutboundPacer:
                 self._queue.popleft()
                 out.append(head.name)
                 continue
-            if self.horizon >= now + self.lead_s - 1e-9:
+            ends = max(self.horizon, now) + head.duration_ms / 1000
+            if ends - now > self.lead_s + _EPSILON_S:
                 break
             self._queue.popleft()
             self._frames -= 1
-            self.horizon = max(self.horizon, now) + head.duration_ms / 1000
+            self.horizon = ends
             out.append(head)
         return out
 
@@ -134,9 +136,10 @@ class OutboundPacer:
         """When ``due`` will next return something; ``None`` when nothing is queued."""
         if not self._queue:
             return None
-        if isinstance(self._queue[0], _Mark):
+        head = self._queue[0]
+        if isinstance(head, _Mark):
             return -math.inf
-        return self.horizon - self.lead_s
+        return self.horizon + head.duration_ms / 1000 - self.lead_s
 
     def clear(self) -> list[str]:
         """Drop everything queued (the carrier's buffer is cleared too); the marks dropped."""
@@ -159,6 +162,7 @@ class LegStats:
     dtmf_not_sent: int = 0
     inbound_dropped: int = 0
     carrier_errors: int = 0
+    wrong_format_frames: int = 0
 
 
 class MediaStreamLeg:
@@ -254,7 +258,8 @@ class MediaStreamLeg:
         if self._ended:
             return
         if frame.format != self._format:
-            logger.warning(
+            self.stats.wrong_format_frames += 1
+            logger.debug(
                 "call_id=%s frame in %s dropped: the leg plays %s",
                 self._context.call_id,
                 frame.format,

@@ -53,8 +53,14 @@ def register_media_streams(
             twilio_api_url=settings.twilio_api_url, telnyx_api_url=settings.telnyx_api_url
         ),
     )
+    made.api.warm_up()
     app.extensions[_EXTENSION] = made
     app.register_blueprint(carriers)
+
+    @app.after_serving
+    async def _close_carrier_clients() -> None:
+        await made.api.aclose()
+
     return made
 
 

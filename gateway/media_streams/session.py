@@ -62,6 +62,7 @@ logger = logging.getLogger(__name__)
 POLICY_VIOLATION = 1008  # RFC 6455 §7.4.1
 NORMAL_CLOSURE = 1000
 TELNYX_AUTH_HEADER = "x-telnyx-streaming-auth-token"
+_RUN_WIND_DOWN_S = 10.0  # bridge teardown: agent close and hang-up are bounded inside
 
 
 class StreamSocket(Protocol):
@@ -251,21 +252,30 @@ async def run_media_stream(
         await asyncio.wait({run, reader}, return_when=asyncio.FIRST_COMPLETED)
         if reader.done() and not reader.cancelled():
             close_code = reader.result()
-        await run  # the leg has ended either way, so the bridge winds down
     finally:
+        # Quart cancels this handler when the carrier disconnects: the call still ends
+        # cleanly (blamed on the caller) and its record is written before we return.
+        if not leg.ended:
+            leg.carrier_closed(
+                CallEnd.caller_hangup("The carrier closed the media stream: the call ended")
+            )
         if not reader.done():
             reader.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await reader
-        with contextlib.suppress(TimeoutError):
+        with contextlib.suppress(Exception):
+            # The leg has ended either way, so the bridge winds down; shielded so that a
+            # cancelled handler does not cut the record short.
+            await asyncio.wait_for(asyncio.shield(run), _RUN_WIND_DOWN_S)
+        with contextlib.suppress(Exception):
             async with asyncio.timeout(1.0):
                 await leg.flush()
         await leg.aclose()
         hub.legs.pop(ticket.call_id, None)
         with contextlib.suppress(Exception):
             await ws.close(close_code)
-    with contextlib.suppress(Exception):
-        await reconcile(services, trunk, ticket.call_id)
+        with contextlib.suppress(Exception):
+            await reconcile(services, trunk, ticket.call_id)
 
 
 async def _await_start(

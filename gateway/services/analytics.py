@@ -58,7 +58,8 @@ class Overview:
 
 
 def concurrency_peak(intervals: list[tuple[datetime, datetime]]) -> int:
-    """The most intervals open at one instant (an end at t closes before a start at t)."""
+    """The most calls up at one instant: a call is up on [start, end), so one that ends
+    as another starts does not overlap it, and a refused call (end = start) never counts."""
     edges: list[tuple[datetime, int]] = []
     for start, end in intervals:
         edges.append((start, 1))

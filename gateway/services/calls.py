@@ -236,7 +236,9 @@ class CallService:
 
     async def get(self, account_id: str, call_id: str) -> CallDetail:
         """One call of the account with its timeline and deliveries."""
-        call = await Call.get_or_none(id=call_id, account_id=account_id)
+        call = None
+        if looks_like("call", call_id):  # anything else names no call (and is not queried)
+            call = await Call.get_or_none(id=call_id, account_id=account_id)
         if call is None:
             raise NotFound("call_not_found", f"No call with id {call_id[:60]!r}")
         timeline = await CallEvent.filter(call_id=call.id).order_by("offset_ms", "id")
@@ -252,11 +254,10 @@ class CallService:
         cursor: str | None = None,
         offset: int | None = None,
     ) -> CallPage:
-        """A page of the account's calls, newest first."""
+        """A page of the account's calls, newest first: after ``cursor`` (the last id of
+        the previous page), then skipping ``offset`` rows; ``total`` counts every match."""
         if not 1 <= limit <= MAX_LIMIT:
             raise InvalidRequest("invalid_parameter", f"limit must be between 1 and {MAX_LIMIT}")
-        if cursor is not None and offset is not None:
-            raise InvalidRequest("invalid_parameter", "use either cursor or offset, not both")
         if offset is not None and offset < 0:
             raise InvalidRequest("invalid_parameter", "offset must be 0 or more")
         f = filters or CallFilters()
@@ -266,6 +267,11 @@ class CallService:
             )
         if f.direction is not None and f.direction not in DIRECTIONS:
             raise InvalidRequest("invalid_parameter", "direction must be inbound or outbound")
+        texts = ((f.trunk_id, 40), (f.from_number, 64), (f.to_number, 64))
+        if any(t is not None and ("\x00" in t or len(t) > size) for t, size in texts):
+            # No stored value holds NUL (PostgreSQL refuses it in a query) or is longer
+            # than its column (Tortoise refuses that): nothing can match.
+            return CallPage([], None, False, 0)
         query = Call.filter(account_id=account_id)
         if f.trunk_id:
             query = query.filter(trunk_id=f.trunk_id)

@@ -8,11 +8,15 @@ nodes the counters live in Redis so a key's limit holds across nodes.
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass
 from typing import Protocol
 
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+logger = logging.getLogger(__name__)
 
 WINDOW_SECONDS = 60
 
@@ -91,10 +95,17 @@ class RedisRateLimiter:
         """Count one request for ``key`` in Redis."""
         start, reset = _window(time.time())
         name = f"telepath:ratelimit:{key}:{start}"
-        async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.incr(name)
-            pipe.expire(name, WINDOW_SECONDS + 5)
-            count, _ = await pipe.execute()
+        try:
+            async with self._redis.pipeline(transaction=True) as pipe:
+                pipe.incr(name)
+                pipe.expire(name, WINDOW_SECONDS + 5)
+                count, _ = await pipe.execute()
+        except (RedisError, OSError) as exc:
+            # Fail open: an unreachable Redis must not take the API down with it.
+            logger.warning(
+                "rate limiter: Redis unavailable (%s); request allowed", type(exc).__name__
+            )
+            return RateDecision(True, self.limit, self.limit, reset)
         return RateDecision(
             int(count) <= self.limit, self.limit, max(0, self.limit - int(count)), reset
         )

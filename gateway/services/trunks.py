@@ -99,7 +99,9 @@ class TrunkService:
         return TrunkState(trunk, secrets, password)
 
     async def _get_model(self, account_id: str, trunk_id: str) -> Trunk:
-        trunk = await Trunk.get_or_none(id=trunk_id, account_id=account_id)
+        trunk = None
+        if looks_like("trunk", trunk_id):
+            trunk = await Trunk.get_or_none(id=trunk_id, account_id=account_id)
         if trunk is None:
             # Another account's trunk reads exactly like a missing one.
             raise NotFound("trunk_not_found", f"No trunk with id {trunk_id!r}")
@@ -139,12 +141,14 @@ class TrunkService:
 
     async def find_by_username(self, username: str) -> TrunkState | None:
         """The trunk a Request-URI user routes to (case-insensitive), for the SIP ingress."""
+        if not 3 <= len(username) <= 30:
+            return None
         trunk = await Trunk.get_or_none(sip_username_key=username.lower())
         return self._open(trunk) if trunk else None
 
     async def find_by_id(self, trunk_id: str) -> TrunkState | None:
         """Any account's trunk by id, for carrier webhooks that name it in the URL."""
-        trunk = await Trunk.get_or_none(id=trunk_id)
+        trunk = await Trunk.get_or_none(id=trunk_id) if looks_like("trunk", trunk_id) else None
         return self._open(trunk) if trunk else None
 
     # --- writing ---

@@ -261,23 +261,20 @@ class WebhookService:
         try:
             secret = await self._secret(row.call_id)  # type: ignore[attr-defined]  # Tortoise adds the FK's _id attribute
         except Exception as exc:  # noqa: BLE001 - a key or database problem: retried, then failed
+            # Never send unsigned what should have been signed.
             logger.warning("webhook %s: the trunk's webhook secret cannot be read", row.id)
-            secret, error = None, f"webhook secret unavailable: {type(exc).__name__}"
-        try:
-            if error is not None:
-                pass  # never send unsigned what should have been signed
-            else:
-                if secret:
-                    headers[SIGNATURE_HEADER] = sign(secret, body, int(started))
-                await self._post(client, row.url, body, headers)
-                status = self._last_status
-        except httpx.TimeoutException:: the receiver's body is never read (it may be huge), only its status.
-            async with client.stream("POST", row.url, content=body, headers=headers) as response:
-                status = response.status_code
-        except httpx.TimeoutException:
-            error = f"timeout after {self.timeout:g} s"
-        except (httpx.HTTPError, OSError, ValueError) as exc:
-            error = f"{type(exc).__name__}: {str(exc)[:200]}"
+            error = f"webhook secret unavailable: {type(exc).__name__}"
+        else:
+            if secret:
+                headers[SIGNATURE_HEADER] = sign(secret, body, int(started))
+            try:
+                # Stream: the receiver's body is never read (it may be huge), only its status.
+                async with client.stream("POST", row.url, content=body, headers=headers) as reply:
+                    status = reply.status_code
+            except httpx.TimeoutException:
+                error = f"timeout after {self.timeout:g} s"
+            except (httpx.HTTPError, OSError, ValueError) as exc:
+                error = f"{type(exc).__name__}: {str(exc)[:200]}"
         attempt: dict[str, Any] = {
             "at": _iso(datetime.fromtimestamp(started, UTC)),
             "status_code": status,

@@ -123,6 +123,8 @@
         const data = await response.json();
         rows.innerHTML = data.rows_html;  // rendered and escaped by the server's templates
         if (total) total.textContent = data.total;
+        const shown = document.getElementById("call-shown");
+        if (shown) shown.textContent = data.count;
         failures = 0;
         status.textContent = "Updated " + new Date().toLocaleTimeString();
       } catch (error) {
