@@ -12,7 +12,9 @@ from tests.support.postgres import throwaway_database
 
 
 @pytest.fixture(scope="session", params=["sqlite", "postgres"])
-def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+def server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LiveServer]:
     """A running gateway on each supported database."""
     if request.param == "sqlite":
         path: Path = tmp_path_factory.mktemp("api") / "telepath.db"

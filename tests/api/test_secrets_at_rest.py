@@ -26,7 +26,9 @@ def _create(url: str, key: str) -> dict[str, object]:
         "webhook_url": "https://example.com/hook",
         **SECRETS,
     }
-    response = requests.post(url + "/v1/trunks", json=body, headers={"Authorization": f"Bearer {key}"}, timeout=10)
+    response = requests.post(
+        url + "/v1/trunks", json=body, headers={"Authorization": f"Bearer {key}"}, timeout=10
+    )
     assert response.status_code == 201, response.text
     return dict(response.json())
 
@@ -65,7 +67,11 @@ def test_rotate_secret_key_reseals_everything_and_secrets_still_work(tmp_path: P
     ring = json.loads((tmp_path / "t.key").read_text())
     assert ring["current"] != before and ring["older"] == []
     with live_server(url) as server:
-        got = requests.get(f"{server.url}/v1/trunks/{trunk['id']}", headers={"Authorization": f"Bearer {key}"}, timeout=10)
+        got = requests.get(
+            f"{server.url}/v1/trunks/{trunk['id']}",
+            headers={"Authorization": f"Bearer {key}"},
+            timeout=10,
+        )
         assert got.status_code == 200
         assert got.json()["openai_api_key"] == "****1111"
         assert got.json()["webhook_secret"] == "****2222"
@@ -87,7 +93,11 @@ def test_environment_master_key_rotation_prints_the_new_key(tmp_path: Path) -> N
     assert new != old and len(base64.b64decode(new)) == 32
     # The old key no longer opens the rows; the new one does.
     with live_server(url, env={"TELEPATH_SECRET_KEY": new}) as server:
-        got = requests.get(f"{server.url}/v1/trunks/{trunk['id']}", headers={"Authorization": f"Bearer {key}"}, timeout=10)
+        got = requests.get(
+            f"{server.url}/v1/trunks/{trunk['id']}",
+            headers={"Authorization": f"Bearer {key}"},
+            timeout=10,
+        )
         assert got.json()["openai_api_key"] == "****1111"
 
 

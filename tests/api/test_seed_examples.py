@@ -37,7 +37,11 @@ def test_seed_create_and_batch_examples_run_unchanged(server: LiveServer, api_ke
     assert isinstance(trunk, dict)
     assert printed.startswith(f"Created trunk: {namespace['response'].json()['id']}")  # type: ignore[attr-defined]
     created = namespace["created"]
-    assert isinstance(created, list) and [t["name"] for t in created] == ["Agent US-East", "Agent US-West", "Agent EU"]
+    assert isinstance(created, list) and [t["name"] for t in created] == [
+        "Agent US-East",
+        "Agent US-West",
+        "Agent EU",
+    ]
     for item in created:
         assert item["id"].startswith("trunk_")
         assert item["sip_endpoint"] == f"{item['sip_username']}@sip.telepath.local"
@@ -51,18 +55,29 @@ def test_seed_error_handling_example(server: LiveServer, api_key: str) -> None:
     # 409: the username is taken -> the example raises its own ValueError.
     with pytest.raises(ValueError, match="already exists"):
         create_trunk(  # type: ignore[operator]
-            api_key=api_key, name="Dup", ai_provider="openai", sip_username="s2-agent-eu",
-            sip_password="s3cur3P@ssw0rd!", openai_api_key="sk-x-1234",
+            api_key=api_key,
+            name="Dup",
+            ai_provider="openai",
+            sip_username="s2-agent-eu",
+            sip_password="s3cur3P@ssw0rd!",
+            openai_api_key="sk-x-1234",
         )
     # 400: the message of the seed's error format is what the example surfaces.
     with pytest.raises(ValueError, match="sip_password"):
         create_trunk(  # type: ignore[operator]
-            api_key=api_key, name="Weak", ai_provider="openai", sip_username="s2-weak",
-            sip_password="short", openai_api_key="sk-x-1234",
+            api_key=api_key,
+            name="Weak",
+            ai_provider="openai",
+            sip_username="s2-weak",
+            sip_password="short",
+            openai_api_key="sk-x-1234",
         )
     with pytest.raises(ValueError, match="openai_api_key is required"):
         create_trunk(  # type: ignore[operator]
-            api_key=api_key, name="NoKey", ai_provider="openai", sip_username="s2-nokey",
+            api_key=api_key,
+            name="NoKey",
+            ai_provider="openai",
+            sip_username="s2-nokey",
             sip_password="s3cur3P@ssw0rd!",
         )
 
@@ -76,7 +91,12 @@ def test_seed_nested_shape_example(server: LiveServer, api_key: str) -> None:
         "provider_credential": "sk-proj-nested-9876",
         "inbound_numbers": ["+14155550100"],
     }
-    r = requests.post(f"{server.url}/v1/trunks", json=body, headers={"Authorization": f"Bearer {api_key}"}, timeout=10)
+    r = requests.post(
+        f"{server.url}/v1/trunks",
+        json=body,
+        headers={"Authorization": f"Bearer {api_key}"},
+        timeout=10,
+    )
     assert r.status_code == 201, r.text
     trunk = r.json()
     assert trunk["provider"] == trunk["ai_provider"] == "openai"
@@ -86,5 +106,9 @@ def test_seed_nested_shape_example(server: LiveServer, api_key: str) -> None:
     assert trunk["name"] == "nested-agent"
     # No password was sent: one was generated and is shown this once.
     assert len(trunk["sip_password"]) >= 20
-    again = requests.get(f"{server.url}/v1/trunks/{trunk['id']}", headers={"Authorization": f"Bearer {api_key}"}, timeout=10)
+    again = requests.get(
+        f"{server.url}/v1/trunks/{trunk['id']}",
+        headers={"Authorization": f"Bearer {api_key}"},
+        timeout=10,
+    )
     assert again.json()["sip_password"] == "********"

@@ -26,7 +26,9 @@ def free_port(kind: int = socket.SOCK_STREAM) -> int:
         return int(sock.getsockname()[1])
 
 
-def telepath(*args: str, env: Mapping[str, str] | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
+def telepath(
+    *args: str, env: Mapping[str, str] | None = None, check: bool = True
+) -> subprocess.CompletedProcess[str]:
     """Run the ``telepath`` CLI (as ``python -m gateway.cli``) and capture its output."""
     return subprocess.run(
         [sys.executable, "-m", "gateway.cli", *args],
@@ -48,10 +50,23 @@ class LiveServer:
     env: dict[str, str]
     process: subprocess.Popen[str]
 
-    def api_key(self, account: str = "default", name: str = "test", scopes: str = "read,write") -> str:
+    def api_key(
+        self, account: str = "default", name: str = "test", scopes: str = "read,write"
+    ) -> str:
         """A new API key made with the CLI against the server's database (last stdout line)."""
-        done = telepath("apikey", "create", "--name", name, "--account", account, "--scopes", scopes,
-                        "--database", self.database_url, env=self.env)
+        done = telepath(
+            "apikey",
+            "create",
+            "--name",
+            name,
+            "--account",
+            account,
+            "--scopes",
+            scopes,
+            "--database",
+            self.database_url,
+            env=self.env,
+        )
         return done.stdout.strip().splitlines()[-1]
 
     def session(self, key: str) -> requests.Session:
@@ -80,8 +95,17 @@ def live_server(
     if not database_url.startswith("sqlite"):
         full_env.setdefault("TELEPATH_SECRET_KEY", new_secret_key())
     process = subprocess.Popen(
-        [sys.executable, "-m", "gateway.cli", "serve", "--http", f"127.0.0.1:{port}",
-         "--database", database_url, *args],
+        [
+            sys.executable,
+            "-m",
+            "gateway.cli",
+            "serve",
+            "--http",
+            f"127.0.0.1:{port}",
+            "--database",
+            database_url,
+            *args,
+        ],
         cwd=ROOT,
         env={**os.environ, **full_env},
         stdout=subprocess.PIPE,
@@ -94,7 +118,9 @@ def live_server(
         while True:
             if process.poll() is not None:
                 out, err = process.communicate()
-                raise RuntimeError(f"telepath serve exited with {process.returncode}:\n{out}\n{err}")
+                raise RuntimeError(
+                    f"telepath serve exited with {process.returncode}:\n{out}\n{err}"
+                )
             try:
                 if requests.get(url + "/healthz", timeout=1).ok:
                     break
