@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 
 from quart import Quart, Response
+from quart.json.provider import DefaultJSONProvider
 
 from gateway.api import api, register_error_handlers
 from gateway.pages import pages
@@ -21,7 +22,8 @@ def create_app(services: Services) -> Quart:
     app = Quart(__name__)
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
     app.config["JSON_SORT_KEYS"] = False
-    app.json.sort_keys = False  # type: ignore[attr-defined]  # Quart's DefaultJSONProvider has it
+    if isinstance(app.json, DefaultJSONProvider):
+        app.json.sort_keys = False  # keep fields in schema order
     app.extensions["telepath"] = services
     app.register_blueprint(api)
     app.register_blueprint(pages)

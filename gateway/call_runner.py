@@ -69,6 +69,13 @@ _MEDIA_KEYS = (
     "late_packets",
     "duplicate_packets",
 )
+# The same figures under the names the SIP leg's RTP stream reports them
+# (ingress/sip/transport/media.py ``StreamStats``): record name -> stream name.
+_MEDIA_SYNONYMS = {
+    "jitter_buffer_ms": "jitter_buffer_delay_ms",
+    "late_packets": "packets_late",
+    "duplicate_packets": "packets_duplicate",
+}
 
 
 # --- pure: from a call's end to its record ---
@@ -107,10 +114,13 @@ def billable_seconds(answered_at: float | None, ended_at: float) -> int:
 
 
 def media_figures(raw: Mapping[str, object] | None) -> dict[str, float]:
-    """The leg's media statistics, keeping only finite, non-negative numbers we know."""
+    """The leg's media statistics, keeping only finite, non-negative numbers we know
+    (under the record's names; the SIP RTP stream's own names are read as synonyms)."""
     out: dict[str, float] = {}
     for key in _MEDIA_KEYS:
         value = (raw or {}).get(key)
+        if value is None and key in _MEDIA_SYNONYMS:
+            value = (raw or {}).get(_MEDIA_SYNONYMS[key])
         if isinstance(value, bool) or not isinstance(value, int | float):
             continue
         if math.isfinite(value) and value >= 0:
@@ -341,9 +351,29 @@ class CallRunner:
         return self._active.get(trunk_id, 0)
 
     def at_capacity(self, trunk: TrunkState) -> bool:
-        """The trunk already runs its ``max_concurrent_calls`` here (busy: 486)."""
+        """The trunk already runs its ``max_concurrent_calls`` (busy: 486): on this node,
+        plus, with ``--redis``, on the other nodes as of the last heartbeat."""
         cap = trunk.trunk.max_concurrent_calls
-        return cap is not None and self.active_calls(trunk.trunk.id) >= cap
+        return cap is not None and self.trunk_calls_cached(trunk.trunk.id) >= cap
+
+    def trunk_calls_cached(self, trunk_id: str) -> int:
+        """The trunk's calls on every node (this node exact, others from the last read)."""
+        shared = self.services.shared
+        if shared is None:
+            return self.active_calls(trunk_id)
+        return shared.counts_cached(trunk_id).trunk
+
+    async def cluster_trunk_calls(self, trunk_id: str) -> int:
+        """The trunk's calls on every node, read from Redis now (this node's alone without
+        ``--redis``): what cross-node concurrency caps compare with."""
+        shared = self.services.shared
+        if shared is None:
+            return self.active_calls(trunk_id)
+        return (await shared.cluster_counts(trunk_id)).trunk
+
+    async def wait_idle(self) -> None:
+        """Return once no call runs on this process."""
+        await self._idle.wait()
 
     def end_call(self, call_id: str, end: CallEnd) -> bool:
         """End a running call from outside (API hang-up); False if it is not running here."""
@@ -378,6 +408,8 @@ class CallRunner:
         else:
             self._idle.set()
         self.services.metrics.active_calls.set(self._total_active)
+        if self.services.shared is not None:
+            self.services.shared.update(self._active)
 
     # --- a call ---
 
@@ -391,8 +423,12 @@ class CallRunner:
         timeline: Timeline = (),
         call_id: str | None = None,
         media_stats: Callable[[], Mapping[str, object]] | None = None,
+        leg_timeline: Callable[[], Timeline] | None = None,
     ) -> BridgeResult:
-        """Bridge one admitted call and record it. Never raises (see the module docstring)."""
+        """Bridge one admitted call and record it. Never raises (see the module docstring).
+
+        ``leg_timeline``, like ``media_stats``, is read once the call is over: the leg's
+        own events during the call (re-INVITEs, INFO DTMF, BYE), placed by their ``at``."""
         loop = asyncio.get_running_loop()
         t0 = loop.time()
         clock = _Clock(time.time() - t0)
@@ -449,6 +485,11 @@ class CallRunner:
                 bridge.prepare()
                 result = await bridge.run()
             media = self._media(call_id, media_stats)
+            if leg_timeline is not None:
+                try:
+                    pre = [*pre, *_pre_events(leg_timeline(), loop.time())]
+                except Exception:
+                    logger.warning("call_id=%s leg timeline unavailable", call_id, exc_info=True)
             for task in background:
                 with contextlib.suppress(Exception):
                     await task
@@ -481,7 +522,7 @@ class CallRunner:
     ) -> str | None:
         """Record a call refused before any bridge existed; its id, or ``None`` when no
         account is known (then it is only logged)."""
-        account = trunk.trunk.account_id if trunk is not None else account_id  # type: ignore[attr-defined]  # Tortoise adds the FK's _id attribute
+        account = trunk.trunk.account_id if trunk is not None else account_id
         if account is None:
             logger.info(
                 "call refused before any trunk was known: %s/%s: %s (from %s)",
@@ -570,7 +611,7 @@ class CallRunner:
     ) -> None:
         call = await self.services.calls.create(
             call_id=context.call_id,
-            account_id=trunk.trunk.account_id,  # type: ignore[attr-defined]  # Tortoise adds the FK's _id attribute
+            account_id=trunk.trunk.account_id,
             context=context,
             start_time=start,
             transport=transport,
@@ -586,7 +627,7 @@ class CallRunner:
         try:
             await self.services.calls.mark_answered(call_id, clock.wall(loop.time()))
             if "call.answered" in (trunk.trunk.webhook_events or []) and trunk.trunk.webhook_url:
-                detail = await self.services.calls.get(trunk.trunk.account_id, call_id)  # type: ignore[attr-defined]
+                detail = await self.services.calls.get(trunk.trunk.account_id, call_id)
                 await self.services.webhooks.enqueue(
                     detail.call,
                     "call.answered",

@@ -23,9 +23,9 @@ class DemoCredentials:
 async def ensure_demo(services: Services) -> DemoCredentials:
     """Create (or refresh) the demo account's key and echo trunk with a new password."""
     created = await services.api_keys.create(DEMO_ACCOUNT, "demo")
-    account_id = created.key.account_id  # type: ignore[attr-defined]  # Tortoise adds the FK's _id attribute
+    account_id = created.key.account_id
     existing = await services.trunks.find_by_username(DEMO_USERNAME)
-    if existing is not None and existing.trunk.account_id == account_id:  # type: ignore[attr-defined]
+    if existing is not None and existing.trunk.account_id == account_id:
         if existing.trunk.status != "active":
             await services.trunks.set_active(account_id, existing.trunk.id, True)
         state = await services.trunks.rotate_password(account_id, existing.trunk.id)

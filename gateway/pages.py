@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from quart import Blueprint, Response, jsonify
+from quart import Blueprint, Response, current_app, jsonify
 from tortoise import Tortoise
 
 pages = Blueprint("pages", __name__)
@@ -26,7 +26,10 @@ async def healthz() -> Response:
 
 @pages.get("/readyz")
 async def readyz() -> tuple[Response, int]:
-    """Ready: the database answers."""
+    """Ready: the database answers and the node is not draining (gateway.drain)."""
+    services = current_app.extensions.get("telepath")
+    if services is not None and services.drain.draining:
+        return jsonify({"status": "unready", "reason": "draining"}), 503
     try:
         await Tortoise.get_connection("default").execute_query("SELECT 1")
     except Exception as exc:  # noqa: BLE001 - any database failure means "not ready"

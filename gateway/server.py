@@ -13,6 +13,7 @@ from hypercorn.config import Config as HypercornConfig
 from gateway.app import create_app
 from gateway.database import close_database, open_database
 from gateway.demo import describe, ensure_demo
+from gateway.drain import drain_calls
 from gateway.services import Services
 from gateway.settings import Settings
 from gateway.sip_service import SipService
@@ -56,10 +57,26 @@ async def run_server(settings: Settings) -> None:
     # mid-call, so only this node's rows (Call.node: host name and SIP port) are closed.
     await services.calls.close_stale(any_node=settings.database_url.startswith("sqlite"))
     services.webhooks.start()
-    stop = asyncio.Event()
+    if services.shared is not None:
+        services.shared.start()
+    # The first SIGTERM/SIGINT drains (gateway.drain), a second one hurries the drain.
+    stop, hurry = asyncio.Event(), asyncio.Event()
     loop = asyncio.get_running_loop()
+
+    def on_signal() -> None:
+        (hurry if stop.is_set() else stop).set()
+
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(sig, on_signal)
+
+    async def drained() -> None:
+        """Hypercorn's shutdown trigger: HTTP serves on until the calls are drained."""
+        await stop.wait()
+        print("Telepath draining", file=sys.stderr, flush=True)
+        await drain_calls(
+            services.drain, services.runner, deadline_s=settings.drain_timeout, hurry=hurry
+        )
+
     try:
         if settings.demo:
             demo = await ensure_demo(services)
@@ -76,7 +93,7 @@ async def run_server(settings: Settings) -> None:
             flush=True,
         )
         try:
-            await hypercorn_serve(app, hypercorn_config(settings), shutdown_trigger=stop.wait)
+            await hypercorn_serve(app, hypercorn_config(settings), shutdown_trigger=drained)
         finally:
             if sip is not None:
                 await sip.stop()

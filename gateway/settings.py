@@ -12,6 +12,7 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
+from typing import Any, cast
 from urllib.parse import urlsplit
 
 
@@ -57,9 +58,11 @@ class Settings:
     demo: bool = False
     require_https: bool = False
     trusted_proxies: tuple[str, ...] = ()
+    sip_trusted_proxies: tuple[str, ...] = ()
     secret_key: str | None = None
     secret_key_file: Path | None = None
     rate_limit_per_minute: int = 6000
+    drain_timeout: float = 30.0
     validate_provider_credentials: bool = False
     openai_api_url: str = "https://api.openai.com"
     openai_realtime_url: str = "wss://api.openai.com/v1/realtime"
@@ -68,6 +71,7 @@ class Settings:
     twilio_api_url: str = "https://api.twilio.com"
     telnyx_api_url: str = "https://api.telnyx.com"
     agent_ready_timeout: float = 5.0
+    max_calls: int = 1000
     log_level: str = "INFO"
     log_json: bool = True
     extra: Mapping[str, str] = field(default_factory=dict)
@@ -94,13 +98,21 @@ class Settings:
         scheme = "https" if self.http_tls else "http"
         return f"{scheme}://{host}:{self.http.port}"
 
+    def is_trusted_sip_proxy(self, address: str) -> bool:
+        """Whether SIP requests from ``address`` come through a proxy we trust."""
+        return _in_networks(address, self.sip_trusted_proxies)
+
     def is_trusted_proxy(self, address: str) -> bool:
         """Whether ``X-Forwarded-Proto`` from ``address`` may be believed."""
-        try:
-            ip = ipaddress.ip_address(address)
-        except ValueError:
-            return False
-        return any(ip in ipaddress.ip_network(net, strict=False) for net in self.trusted_proxies)
+        return _in_networks(address, self.trusted_proxies)
+
+
+def _in_networks(address: str, networks: tuple[str, ...]) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in ipaddress.ip_network(net, strict=False) for net in networks)
 
 
 # flag name -> (environment variable, help text). The order is the --help order.
@@ -128,11 +140,20 @@ _SERVE_FLAGS: dict[str, tuple[str, str]] = {
         "database URL: sqlite://./telepath.db (default) or postgres://user:pass@host/db",
     ),
     "redis": ("TELEPATH_REDIS_URL", "Redis URL for state shared between nodes (optional)"),
+    "drain_timeout": (
+        "TELEPATH_DRAIN_TIMEOUT",
+        "on SIGTERM, seconds running calls may go on before they end (default 30)",
+    ),
     "trusted_proxies": (
         "TELEPATH_TRUSTED_PROXIES",
         "comma-separated CIDRs whose X-Forwarded-Proto is believed",
     ),
+    "sip_trusted_proxies": (
+        "TELEPATH_SIP_TRUSTED_PROXIES",
+        "comma-separated CIDRs of SIP proxies in front (e.g. Kamailio) whose Via names the caller",
+    ),
     "rate_limit": ("TELEPATH_RATE_LIMIT", "API requests per minute per key (default 6000)"),
+    "max_calls": ("TELEPATH_MAX_CALLS", "SIP calls at once; more get 503 (default 1000)"),
     "log_level": ("TELEPATH_LOG_LEVEL", "DEBUG, INFO (default), WARNING, ERROR"),
 }
 _SERVE_SWITCHES: dict[str, tuple[str, str]] = {
@@ -216,7 +237,7 @@ def _convert(attr: str, value: str, name: str) -> object:
         return _port_range(value, name)
     if attr in ("http_tls", "demo", "require_https", "validate_provider_credentials", "log_json"):
         return _bool(value, name)
-    if attr == "trusted_proxies":
+    if attr in ("trusted_proxies", "sip_trusted_proxies"):
         nets = tuple(v.strip() for v in value.split(",") if v.strip())
         for net in nets:
             try:
@@ -227,6 +248,10 @@ def _convert(attr: str, value: str, name: str) -> object:
     if attr == "rate_limit_per_minute":
         if not value.isdigit() or int(value) < 1:
             raise SettingsError(f"{name}: expected a positive integer")
+        return int(value)
+    if attr == "max_calls":
+        if not value.isdigit() or not 1 <= int(value) <= 1_000_000:
+            raise SettingsError(f"{name}: expected an integer from 1 to 1000000")
         return int(value)
     if attr == "agent_ready_timeout":
         try:
@@ -246,6 +271,14 @@ def _convert(attr: str, value: str, name: str) -> object:
                 f"{name}: use sqlite://PATH or postgres://user:pass@host/db, got {value[:40]!r}"
             )
         return value
+    if attr == "drain_timeout":
+        try:
+            seconds = float(value)
+        except ValueError as exc:
+            raise SettingsError(f"{name}: expected seconds") from exc
+        if not 0 <= seconds <= 86_400:
+            raise SettingsError(f"{name}: expected 0 to 86400 seconds")
+        return seconds
     if attr == "redis_url":
         return _url(value, name, ("redis", "rediss", "unix"))
     if attr == "public_url":
@@ -294,7 +327,7 @@ def load_settings(
     for var, attr in _ENV_ONLY.items():
         if var in env and attr in known:
             values[attr] = _convert(attr, env[var], var)
-    settings = replace(Settings(), **values)  # type: ignore[arg-type]  # values are typed by _convert
+    settings = replace(Settings(), **cast(dict[str, Any], values))  # _convert typed each value
     if (settings.sip_tls or settings.http_tls) and not (settings.tls_cert and settings.tls_key):
         raise SettingsError("--sip-tls and --http-tls need --tls-cert and --tls-key")
     return settings

@@ -8,9 +8,11 @@ core offers:
 1. the Request-URI user picks the trunk (``TrunkService.find_by_username``);
 2. authentication by the trunk's ``auth_mode``: source address (``ip``/``either``) or digest
    (401 challenge; an unknown user is challenged and refused exactly like a wrong password,
-   with the same work done; repeated failures block the source, then 403);
+   with the same work done; 20 failures a minute block the source: one 403, then its new
+   INVITEs are dropped unanswered for the cool-off);
 3. policy (``ingress.sip.policy.admit``): inactive → 480, source/number not allowed → 403,
-   the trunk at its cap → 486;
+   the process at ``--max-calls`` → 503 with Retry-After (the UAS core refuses new INVITEs
+   beyond it before any work), the trunk at its cap → 486;
 4. RTP ports and the SDP answer (no port → 503, no common codec → 488 with Warning);
 5. 180 Ringing (183 with the SDP answer when the trunk's ``provider_config.early_media``
    is set), then ``services.runner.run`` opens the agent while it rings and answers (200)
@@ -48,6 +50,7 @@ from ingress.sip.policy import (
     admit,
     authentication_route,
     call_context_fields,
+    client_origin,
     route_user,
 )
 from ingress.sip.sdp import SdpError
@@ -66,6 +69,9 @@ logger = logging.getLogger(__name__)
 
 _CODECS: dict[str, AudioFormat] = {"pcmu": PCMU, "pcma": PCMA, "g722": G722_16K}
 _NONCE_LABEL = b"telepath sip digest nonce v1"
+#: How long a source that kept failing digest authentication is blocked (then silenced).
+_AUTH_COOL_OFF = 300.0
+_BLOCKED = "too many failed authentications"
 
 
 def trunk_policy(state: TrunkState) -> TrunkPolicy:
@@ -143,13 +149,20 @@ class SipService:
             context = server_tls_context(settings.tls_cert, settings.tls_key)
             tls = (settings.sip_tls.host, settings.sip_tls.port, context)
         uas = UserAgentServer(
-            UasConfig(public_address=self.public_address, ports=ports),
+            UasConfig(
+                public_address=self.public_address, ports=ports, max_calls=settings.max_calls
+            ),
             random=secrets.token_bytes,
         )
         endpoint = SipEndpoint(uas, on_event=self._on_event)
         address = (settings.sip.host, settings.sip.port)
         await endpoint.start(udp=address, tcp=address, tls=tls)
         self.endpoint = endpoint
+        # Draining: OPTIONS probes and new INVITEs get 503 from the core itself, so the SIP
+        # load balancer takes this node out of rotation at once (docs/deployment.md).
+        self.services.drain.on_begin(
+            lambda drain, now: endpoint.act(lambda _: uas.set_draining(drain.retry_after(now)))
+        )
         for kind, (host, port) in endpoint.addresses.items():
             logger.info("SIP listening on %s %s:%s", kind.value, host, port)
         return endpoint
@@ -174,7 +187,16 @@ class SipService:
             task.add_done_callback(self._tasks.discard)
             return
         if isinstance(event, RequestRefused):
-            if logger.isEnabledFor(logging.DEBUG):
+            if event.method == "INVITE" and not event.call and event.status == 503:
+                # The core refused a new INVITE by itself: the --max-calls cap.
+                logger.info(
+                    "SIP INVITE refused: user=None source=%s:%s transport=%s"
+                    " reason=gateway at capacity status=503",
+                    event.source.host,
+                    event.source.port,
+                    event.source.transport.value,
+                )
+            elif logger.isEnabledFor(logging.DEBUG):
                 logger.debug(
                     "SIP %s from %s:%s answered %s (%s)",
                     event.method,
@@ -193,7 +215,11 @@ class SipService:
         found = self._authenticators.get(realm)
         if found is None:
             found = DigestAuthenticator(
-                realm=realm, secret=self._secret, lookup=self._lookup, random=secrets.token_bytes
+                realm=realm,
+                secret=self._secret,
+                lookup=self._lookup,
+                random=secrets.token_bytes,
+                block_seconds=_AUTH_COOL_OFF,
             )
             self._authenticators[realm] = found
         return found
@@ -235,12 +261,42 @@ class SipService:
                 refused.status,
             )
 
+    def _refuse_blocked(self, call: str, refused: _Refused, user: str | None, source: Peer) -> None:
+        """Issue 4: "403 and silent drops for a cool-off". The first INVITE after the
+        block gets 403 and silences the source in the core (its new INVITEs are dropped
+        before any transaction); INVITEs already in flight are dropped unanswered."""
+        assert self.endpoint is not None
+        uas = self.endpoint.uas
+
+        def decide(now: float) -> bool:
+            if uas.is_silenced(source.host, now):
+                return uas.drop(call, now)
+            uas.silence(source.host, now + _AUTH_COOL_OFF)
+            return False
+
+        if self.endpoint.act(decide):
+            logger.debug("SIP INVITE from %s dropped (source blocked)", source.host)
+        else:
+            self._reject(call, refused, user, source)
+
     async def _invite(self, offered: CallOffered) -> None:
         assert self.endpoint is not None
         loop = asyncio.get_running_loop()
         t_invite = loop.time()
-        call, request, source = offered.call, offered.request, offered.source
+        call, request = offered.call, offered.request
+        # Behind a trusted SIP proxy the caller is the proxy's Via below (policy.client_origin):
+        # address checks, failed-auth limits, the call context and logs use that.
+        source = client_origin(request, offered.source, self.settings.is_trusted_sip_proxy)
         user = route_user(request)
+        drain = self.services.drain
+        if drain.draining:
+            # gateway.drain: RFC 3261 §21.5.4 503 with Retry-After; the SIP load balancer
+            # (Kamailio's dispatcher) sends the INVITE to another node.
+            retry = str(drain.retry_after(loop.time()))
+            self._reject(
+                call, _Refused(503, "draining", None, (("Retry-After", retry),)), user, source
+            )
+            return
         try:
             state = await self.services.trunks.find_by_username(user) if user else None
         except Exception:
@@ -279,12 +335,16 @@ class SipService:
                 request,
                 source,
                 active_calls=runner.active_calls(),
-                trunk_calls=runner.active_calls(policy.trunk_id),
+                trunk_calls=await runner.cluster_trunk_calls(policy.trunk_id),  # all nodes
+                max_calls=self.settings.max_calls,
             )
             if refusal is not None:
                 refused = _Refused(
                     refusal.status, refusal.reason, _refusal_end(refusal), refusal.headers
                 )
+        if refused is not None and refused.reason == _BLOCKED:
+            self._refuse_blocked(call, refused, user, source)
+            return
         if refused is not None:
             self._reject(call, refused, user, source)
             if refused.end is not None and state is not None:
@@ -321,7 +381,7 @@ class SipService:
         if decision is AuthDecision.AUTHENTICATED and state is not None:
             return None
         if decision is AuthDecision.BLOCKED:
-            return _Refused(403, "too many failed authentications", None)
+            return _Refused(403, _BLOCKED, None)
         if decision is AuthDecision.BAD_REQUEST:
             return _Refused(400, "malformed credentials", None)
         offered = _challenge_quirks(request, result.challenges)
@@ -434,7 +494,8 @@ class SipService:
                 codec=str(audio),
                 timeline=timeline,
                 call_id=context.call_id,
-                media_stats=lambda: _record_stats(leg.media_stats()),
+                media_stats=leg.media_stats,
+                leg_timeline=leg.timeline,
             )
         finally:
             self._legs.pop(call, None)
@@ -455,17 +516,3 @@ def _challenge_quirks(request: Request, challenges: tuple[str, ...]) -> tuple[st
         md5 = tuple(c for c in challenges if "algorithm=MD5" in c)
         return md5 or challenges
     return challenges
-
-
-def _record_stats(stats: Mapping[str, object]) -> dict[str, object]:
-    """The RTP stream's counters under the names the call record uses too."""
-    out = dict(stats)
-    aliases = {
-        "jitter_buffer_ms": "jitter_buffer_delay_ms",
-        "late_packets": "packets_late",
-        "duplicate_packets": "packets_duplicate",
-    }
-    for alias, name in aliases.items():
-        if name in out and alias not in out:
-            out[alias] = out[name]
-    return out

@@ -27,6 +27,8 @@ class Account(Model):
 class ApiKey(Model):
     """An API key, stored as its SHA-256 hash, with a short prefix for lists."""
 
+    # Set by Tortoise from the foreign key; declared for the type checker.
+    account_id: str
     id = fields.CharField(max_length=40, primary_key=True)
     account: fields.ForeignKeyRelation[Account] = fields.ForeignKeyField(
         "models.Account", related_name="api_keys", on_delete=fields.CASCADE
@@ -46,6 +48,8 @@ class ApiKey(Model):
 class Trunk(Model):
     """A connection: a SIP identity linked to an AI agent configuration."""
 
+    # Set by Tortoise from the foreign key; declared for the type checker.
+    account_id: str
     id = fields.CharField(max_length=40, primary_key=True)
     account: fields.ForeignKeyRelation[Account] = fields.ForeignKeyField(
         "models.Account", related_name="trunks", on_delete=fields.CASCADE
@@ -84,6 +88,8 @@ class Trunk(Model):
 class Call(Model):
     """The record of one call, filled in as the call goes."""
 
+    # Set by Tortoise from the foreign key; declared for the type checker.
+    account_id: str
     id = fields.CharField(max_length=40, primary_key=True)
     account: fields.ForeignKeyRelation[Account] = fields.ForeignKeyField(
         "models.Account", related_name="calls", on_delete=fields.CASCADE
@@ -122,6 +128,8 @@ class Call(Model):
 class CallEvent(Model):
     """One timeline entry of a call, at offset_ms from its start."""
 
+    # Set by Tortoise from the foreign key; declared for the type checker.
+    call_id: str
     id = fields.BigIntField(primary_key=True)
     call: fields.ForeignKeyRelation[Call] = fields.ForeignKeyField(
         "models.Call", related_name="events", on_delete=fields.CASCADE
@@ -137,6 +145,8 @@ class CallEvent(Model):
 class WebhookDelivery(Model):
     """A status-webhook delivery and its attempts."""
 
+    # Set by Tortoise from the foreign key; declared for the type checker.
+    call_id: str
     id = fields.CharField(max_length=40, primary_key=True)
     call: fields.ForeignKeyRelation[Call] = fields.ForeignKeyField(
         "models.Call", related_name="deliveries", on_delete=fields.CASCADE

@@ -14,6 +14,7 @@ if [ "$(id -u)" = 0 ]; then
   command -v chromium >/dev/null || need+=(chromium)
   command -v espeak-ng >/dev/null || need+=(espeak-ng)
   command -v sox >/dev/null || need+=(sox)
+  command -v kamailio >/dev/null || need+=(kamailio)
   if [ ${#need[@]} -gt 0 ]; then
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null

@@ -161,6 +161,14 @@ class ProviderConfig(BaseModel):
     silence_duration_ms: Annotated[int, Field(ge=0, le=10000)] | None = None
     eagerness: Literal["low", "medium", "high", "auto"] | None = None
     interrupt_response: bool | None = None
+    idle_timeout_ms: Annotated[int, Field(ge=5000, le=30000)] | None = None
+    create_response: bool | None = None
+    transcription_model: Annotated[str, Field(max_length=100)] | None = Field(
+        None, description="OpenAI input transcription model, or none"
+    )
+    dtmf_response: bool | None = Field(
+        None, description="OpenAI: ask for a response after a key press"
+    )
     noise_reduction: Literal["near_field", "far_field", "none"] | None = None
     language: Annotated[str, Field(max_length=20)] | None = None
     dtmf_template: Annotated[str, Field(max_length=500)] | None = None
@@ -179,6 +187,16 @@ class ProviderConfig(BaseModel):
     )
     binary_audio: bool | None = None
     vad_events: bool | None = None
+    accept_timeout: Annotated[float, Field(gt=0, le=10)] | None = Field(
+        None, description="Custom agents: seconds to wait for accept"
+    )
+    send_queue_frames: Annotated[int, Field(ge=1, le=3000)] | None = None
+    max_payload_bytes: Annotated[int, Field(ge=160, le=4 * 1024 * 1024)] | None = None
+    max_pending_marks: Annotated[int, Field(ge=1, le=100000)] | None = None
+    max_protocol_errors: Annotated[int, Field(ge=0, le=100000)] | None = None
+    account_sid: Annotated[str, Field(pattern=r"^AC[0-9a-f]{32}$")] | None = Field(
+        None, description="Custom agents, twilio dialect: the accountSid reported"
+    )
     delay_ms: Annotated[int, Field(ge=0, le=10000)] | None = Field(
         None, description="Echo agent delay"
     )
@@ -187,6 +205,9 @@ class ProviderConfig(BaseModel):
     )
     codecs: list[Literal["pcmu", "pcma", "g722"]] | None = Field(
         None, description="SIP codec preference"
+    )
+    early_media: bool | None = Field(
+        None, description="SIP: 183 Session Progress with the SDP answer instead of 180 Ringing"
     )
 
 

@@ -47,53 +47,57 @@ def trunk_out(
         "custom": "custom_credential",
     }
     headers = state.custom_headers
-    view = TrunkOut(
-        id=trunk.id,
-        name=trunk.name,
-        status=trunk.status,  # type: ignore[arg-type]  # the column only holds the Literal's values
-        status_reason=trunk.status_reason,
-        ai_provider=trunk.ai_provider,  # type: ignore[arg-type]
-        provider=trunk.ai_provider,  # type: ignore[arg-type]
-        sip_username=trunk.sip_username,
-        sip_password=state.sip_password or MASKED_PASSWORD,
-        sip_endpoint=f"{trunk.sip_username}@{sip_domain}",
-        origination_uri=f"sip:{trunk.sip_username}@{sip_domain}",
-        sip_realm=trunk.sip_realm,
-        auth_mode=trunk.auth_mode,  # type: ignore[arg-type]
-        inbound_numbers=list(trunk.inbound_numbers or []),
-        allowed_ips=list(trunk.allowed_ips or []),
-        webhook_url=trunk.webhook_url,
-        webhook_secret=mask(secrets.get("webhook_secret")),
-        system_prompt=trunk.system_prompt,
-        custom_endpoint=trunk.custom_endpoint,
-        custom_headers={name: mask(value) or "" for name, value in headers.items()}
-        if headers
-        else None,
-        openai_api_key=mask(secrets.get("openai_api_key")),
-        elevenlabs_api_key=mask(secrets.get("elevenlabs_api_key")),
-        elevenlabs_agent_id=config.get("agent_id"),
-        elevenlabs_voice_id=config.get("voice_id"),
-        provider_credential=mask(secrets.get(key_field.get(trunk.ai_provider, ""))),
-        provider_config=config,
-        credentials_verified=trunk.credentials_verified,
-        max_concurrent_calls=trunk.max_concurrent_calls,
-        max_call_duration=trunk.max_call_duration,
-        webhook_events=list(trunk.webhook_events or []),
-        total_calls=calls.total_calls,
-        last_call_at=calls.last_call_at.isoformat().replace("+00:00", "Z")
-        if calls.last_call_at
-        else None,
-        avg_latency=calls.avg_latency,
-        twilio_account_sid=secrets.get("twilio_account_sid"),
-        twilio_auth_token=mask(secrets.get("twilio_auth_token")),
-        telnyx_api_key=mask(secrets.get("telnyx_api_key")),
-        telnyx_public_key=secrets.get("telnyx_public_key"),
-        telnyx_mode=secrets.get("telnyx_mode") or "texml",  # type: ignore[arg-type]  # validated on write
-        webhook_urls=CarrierWebhookUrls(**carrier_webhook_urls(public_url, trunk.id))
-        if public_url
-        else None,
-        created_at=trunk.created_at.isoformat().replace("+00:00", "Z"),
-        updated_at=trunk.updated_at.isoformat().replace("+00:00", "Z"),
+    # Validated on the way out too: the columns hold only the schema's values, and a
+    # mismatch would be a bug better caught here than by a client.
+    view = TrunkOut.model_validate(
+        {
+            "id": trunk.id,
+            "name": trunk.name,
+            "status": trunk.status,
+            "status_reason": trunk.status_reason,
+            "ai_provider": trunk.ai_provider,
+            "provider": trunk.ai_provider,
+            "sip_username": trunk.sip_username,
+            "sip_password": state.sip_password or MASKED_PASSWORD,
+            "sip_endpoint": f"{trunk.sip_username}@{sip_domain}",
+            "origination_uri": f"sip:{trunk.sip_username}@{sip_domain}",
+            "sip_realm": trunk.sip_realm,
+            "auth_mode": trunk.auth_mode,
+            "inbound_numbers": list(trunk.inbound_numbers or []),
+            "allowed_ips": list(trunk.allowed_ips or []),
+            "webhook_url": trunk.webhook_url,
+            "webhook_secret": mask(secrets.get("webhook_secret")),
+            "system_prompt": trunk.system_prompt,
+            "custom_endpoint": trunk.custom_endpoint,
+            "custom_headers": {name: mask(value) or "" for name, value in headers.items()}
+            if headers
+            else None,
+            "openai_api_key": mask(secrets.get("openai_api_key")),
+            "elevenlabs_api_key": mask(secrets.get("elevenlabs_api_key")),
+            "elevenlabs_agent_id": config.get("agent_id"),
+            "elevenlabs_voice_id": config.get("voice_id"),
+            "provider_credential": mask(secrets.get(key_field.get(trunk.ai_provider, ""))),
+            "provider_config": config,
+            "credentials_verified": trunk.credentials_verified,
+            "max_concurrent_calls": trunk.max_concurrent_calls,
+            "max_call_duration": trunk.max_call_duration,
+            "webhook_events": list(trunk.webhook_events or []),
+            "total_calls": calls.total_calls,
+            "last_call_at": calls.last_call_at.isoformat().replace("+00:00", "Z")
+            if calls.last_call_at
+            else None,
+            "avg_latency": calls.avg_latency,
+            "twilio_account_sid": secrets.get("twilio_account_sid"),
+            "twilio_auth_token": mask(secrets.get("twilio_auth_token")),
+            "telnyx_api_key": mask(secrets.get("telnyx_api_key")),
+            "telnyx_public_key": secrets.get("telnyx_public_key"),
+            "telnyx_mode": secrets.get("telnyx_mode") or "texml",
+            "webhook_urls": CarrierWebhookUrls(**carrier_webhook_urls(public_url, trunk.id))
+            if public_url
+            else None,
+            "created_at": trunk.created_at.isoformat().replace("+00:00", "Z"),
+            "updated_at": trunk.updated_at.isoformat().replace("+00:00", "Z"),
+        }
     )
     return view.model_dump(mode="json")
 

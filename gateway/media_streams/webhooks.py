@@ -454,7 +454,7 @@ class CarrierWebhooks:
 
 
 def _account_id(trunk: TrunkState) -> str:
-    return str(trunk.trunk.account_id)  # type: ignore[attr-defined]  # Tortoise adds the FK's _id attribute
+    return str(trunk.trunk.account_id)
 
 
 def _context(

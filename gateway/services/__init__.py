@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from gateway.drain import DrainState
 from gateway.metrics import GatewayMetrics
 from gateway.secret_box import Keyring, load_keyring
 from gateway.services.analytics import AnalyticsService
@@ -16,6 +17,7 @@ from gateway.services.api_keys import ApiKeyService
 from gateway.services.calls import CallService, default_node_name
 from gateway.services.provider_check import ProviderChecker
 from gateway.services.ratelimit import RateLimiter, make_rate_limiter
+from gateway.services.shared_state import SharedState
 from gateway.services.trunks import TrunkService
 from gateway.services.webhooks import WebhookService
 from gateway.settings import Settings
@@ -37,6 +39,10 @@ class Services:
     webhooks: WebhookService
     analytics: AnalyticsService
     metrics: GatewayMetrics
+    # Scale-out: whether this node drains (gateway.drain) and, with --redis, what the
+    # nodes share (gateway.services.shared_state): active-call counts, config changes.
+    drain: DrainState = field(default_factory=DrainState)
+    shared: SharedState | None = None
     _runner: CallRunner | None = field(default=None, init=False, repr=False)
 
     @property
@@ -59,19 +65,23 @@ class Services:
         )
         trunks = TrunkService(ring, settings.sip_domain, checker)
         metrics = GatewayMetrics()
+        node = default_node_name(str(settings.sip.port))
         return cls(
             settings=settings,
             keyring=ring,
             api_keys=ApiKeyService(),
             trunks=trunks,
             rate_limiter=make_rate_limiter(settings.redis_url, settings.rate_limit_per_minute),
-            calls=CallService(default_node_name(str(settings.sip.port))),
+            calls=CallService(node),
             webhooks=WebhookService(trunks, metrics),
             analytics=AnalyticsService(),
             metrics=metrics,
+            shared=SharedState(settings.redis_url, node) if settings.redis_url else None,
         )
 
     async def close(self) -> None:
         """Release shared connections."""
         await self.webhooks.stop()
         await self.rate_limiter.close()
+        if self.shared is not None:
+            await self.shared.close()

@@ -99,7 +99,7 @@ class ApiKeyService:
         if now - self._last_touch.get(key.id, -_LAST_USED_EVERY) >= _LAST_USED_EVERY:
             self._last_touch[key.id] = now
             await ApiKey.filter(id=key.id).update(last_used_at=datetime.now(UTC))
-        return Principal(key.account_id, key.id, frozenset(key.scopes))  # type: ignore[attr-defined]  # Tortoise adds the FK's _id attribute
+        return Principal(key.account_id, key.id, frozenset(key.scopes))
 
     async def list(self, account_id: str | None = None) -> list[ApiKey]:
         """Keys, newest first (of one account, or all for the CLI)."""

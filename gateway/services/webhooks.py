@@ -259,7 +259,7 @@ class WebhookService:
         status: int | None = None
         error: str | None = None
         try:
-            secret = await self._secret(row.call_id)  # type: ignore[attr-defined]  # Tortoise adds the FK's _id attribute
+            secret = await self._secret(row.call_id)
         except Exception as exc:  # noqa: BLE001 - a key or database problem: retried, then failed
             # Never send unsigned what should have been signed.
             logger.warning("webhook %s: the trunk's webhook secret cannot be read", row.id)
@@ -301,7 +301,7 @@ class WebhookService:
             self.metrics.webhook_deliveries.labels(outcome).inc()
         logger.info(
             "call_id=%s webhook %s attempt %d: %s",
-            row.call_id,  # type: ignore[attr-defined]
+            row.call_id,
             row.event,
             len(attempts),
             outcome if error is None else f"{outcome} ({error})",

@@ -47,6 +47,13 @@ logger = logging.getLogger(__name__)
 
 _MAX_QUEUED: Final = 500  # inbound events held for a slow bridge; audio beyond is dropped
 _BYE_WAIT: Final = 1.5  # how long hangup() waits for the BYE's response
+_MAX_NOTES: Final = 64  # timeline entries kept per call (a re-INVITE storm stays bounded)
+_MEDIA_NOTES: Final = {"INVITE": "reinvite", "UPDATE": "update", "ACK": "late_answer"}
+_END_NOTES: Final = {
+    EndCause.CALLER_BYE: "bye_received",
+    EndCause.CALLER_CANCEL: "cancel_received",
+    EndCause.LOCAL_BYE: "bye_completed",
+}
 
 _ENDS: Final[dict[EndCause, CallEnd]] = {
     EndCause.CALLER_BYE: CallEnd(DisconnectReason.HANGUP, Blame.CALLER, "Caller hung up (BYE)"),
@@ -112,7 +119,7 @@ class SipCallLeg:
         self._ended = False  # LegEnded queued or we ended it
         self._bye_done: asyncio.Future[None] | None = None
         self._dropped = 0
-        self.timeline: list[tuple[str, dict[str, object]]] = []
+        self._timeline: list[tuple[str, dict[str, object]]] = []
 
     # -- CallLeg: description ---------------------------------------------------------------
     @property
@@ -132,7 +139,6 @@ class SipCallLeg:
         if not self._endpoint.act(lambda now: uas.answer(self.call, now)):
             return
         self._answered = True
-        self._note("answered")
         if self._media is not None:
             self._start_media(self._media)
 
@@ -219,18 +225,25 @@ class SipCallLeg:
             self._note("dtmf_info", digit=event.digit)
             self._put(DtmfDigit(event.digit, event.duration_ms))
         elif isinstance(event, MediaUpdated):
-            self._on_media(event.media)
+            self._on_media(event.media, event.request)
         elif isinstance(event, CallConfirmed):
-            self._note("ack")
+            self._note("ack")  # RFC 3261 §13.3.1.4: the caller confirmed our 200 OK
         elif isinstance(event, CallEnded):
             if self._bye_done is not None and not self._bye_done.done():
                 self._bye_done.set_result(None)
             end = end_for_cause(event.cause)
-            self._note("call_ended", cause=event.cause.value)
+            self._note(_END_NOTES.get(event.cause, "call_ended"), cause=event.cause.value)
             if end is not None and not self._ended:
                 self._ended = True
                 self._shutdown_media()
                 self._queue.put_nowait(LegEnded(end))
+
+    def timeline(self) -> list[tuple[str, dict[str, object]]]:
+        """The leg's own signalling events so far, ``(name, detail)`` with ``detail["at"]``
+        on the event loop's clock: ``ack``, ``reinvite``/``update`` (hold, resume),
+        ``dtmf_info``, ``bye_received``, ``cancel_received``, ``bye_sent``, ``rtp_timeout``,
+        ``rejected``. Read by the call runner when the call is over, like ``media_stats``."""
+        return list(self._timeline)
 
     def media_stats(self) -> Mapping[str, object]:
         """The RTP stream's counters for the call record (empty before answer)."""
@@ -242,12 +255,13 @@ class SipCallLeg:
 
     # -- internals -----------------------------------------------------------------------------
     def _note(self, name: str, **detail: object) -> None:
-        if len(self.timeline) < 64:
-            self.timeline.append((name, dict(detail)))
+        if len(self._timeline) < _MAX_NOTES:
+            self._timeline.append((name, {**detail, "at": asyncio.get_running_loop().time()}))
 
-    def _on_media(self, media: NegotiatedMedia) -> None:
+    def _on_media(self, media: NegotiatedMedia, request: str = "") -> None:
         self._media = media
-        self._note("media_updated", hold=media.on_hold, direction=media.direction.value)
+        name = _MEDIA_NOTES.get(request, "media_updated")
+        self._note(name, hold=media.on_hold, direction=media.direction.value)
         if self._stream is not None:
             try:
                 self._stream.update(media)

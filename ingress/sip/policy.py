@@ -24,13 +24,13 @@ from __future__ import annotations
 import enum
 import ipaddress
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
 from .errors import SipParseError
 from .headers import NameAddr
-from .message import Peer, Request
+from .message import Peer, Request, TransportKind
 from .uri import AbsoluteUri, SipUri, Uri, unescape
 
 __all__ = [
@@ -308,3 +308,34 @@ def _raw_user(request: Request, name: str) -> str | None:
     if isinstance(uri, SipUri):
         return uri.user
     return uri.opaque if isinstance(uri, AbsoluteUri) else None
+
+
+def client_origin(request: Request, source: Peer, trusted_proxy: Callable[[str], bool]) -> Peer:
+    """Where a request really came from, seen through a trusted SIP proxy.
+
+    Behind a load balancer (Kamailio's dispatcher, docs/deployment.md) every request arrives
+    from the proxy, so address checks, failed-auth limits and logs would all see the proxy.
+    When ``source`` is a trusted proxy, the caller is the second Via: the proxy added its own
+    on top (RFC 3261 §16.6 step 8) and recorded where the caller's request came from in that
+    Via's ``received``/``rport`` (§18.2.1, RFC 3581 §4). An untrusted source is taken as is:
+    anybody can write Via headers.
+    """
+    if not trusted_proxy(source.host):
+        return source
+    try:
+        vias = request.vias
+    except SipParseError:
+        return source
+    if len(vias) < 2:
+        return source
+    via = vias[1]
+    host = via.param("received") or via.host
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return source  # a host name: nothing to check an address against
+    rport = via.param("rport")
+    port = int(rport) if rport and rport.isdigit() and int(rport) < 65536 else (via.port or 5060)
+    kinds = {kind.value: kind for kind in TransportKind}
+    transport = kinds.get(via.transport.upper(), source.transport)
+    return Peer(transport, host, port)

@@ -795,6 +795,21 @@ class TransactionLayer:
         self._drain(created)
         return key
 
+    def discard(self, key: TransactionKey) -> bool:
+        """Forget server transaction ``key`` without answering it (a silent drop).
+
+        Nothing more is sent for it: no final response, no retransmission, no timer; no
+        event follows. A retransmission of its request afterwards starts a new transaction.
+        Used against abusive sources (RFC 3261 §26.3.2.4 leaves the reaction to a flood of
+        bad requests to the implementation). Returns ``False`` if ``key`` is not live.
+
+        Raises:
+            LocalProtocolError: ``key`` names a client transaction.
+        """
+        if not key.server:
+            raise LocalProtocolError("only server transactions can be discarded")
+        return self._servers.pop(key, None) is not None
+
     def send_stateless(self, message: Request | Response, destination: Peer) -> None:
         """Queue a message outside any transaction (the ACK for a 2xx, §13.2.2.4)."""
         self._outgoing.append(Outgoing(message, destination))

@@ -18,7 +18,9 @@ transactions into calls. It decides everything the protocol decides by itself:
 What it leaves to its owner (the gateway): who may call (digest, policy, trunk limits) and
 when to answer. For every new INVITE it reports :class:`~.uas_events.CallOffered`; the
 owner then calls :meth:`~UserAgentServer.set_offer` (SDP negotiation), ``ring``,
-``answer`` or ``reject``, and later ``hangup``.
+``answer`` or ``reject``, and later ``hangup``. Against a source that keeps failing
+authentication it may ``drop`` an INVITE without any response and ``silence`` the source
+(its new INVITEs are dropped before any transaction exists) for a cool-off.
 
 Calling contract (the aioquic shape): feed ``receive_bytes(data, source, now)``,
 ``framing_failed``, ``handle_timer(now)`` and the decisions above; then drain
@@ -28,20 +30,21 @@ return ``False`` and do nothing; a decision the call's state forbids, or an unkn
 handle, raises ``LocalProtocolError``.
 
 Call states are a table (:data:`CALL_TABLE`), ``(state, input) → next state``.
+
+The core is split by RFC concept: this module handles new INVITEs, CANCEL and the owner's
+decisions; :mod:`.uas_dialog` the requests inside dialogs; :mod:`.uas_client` our BYE,
+our session refreshes and the call timers; :mod:`.uas_state` the call records and the
+helpers they share.
 """
 
 from __future__ import annotations
 
-import contextlib
-import enum
 import logging
-from collections import deque
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from typing import Final
 
 from .call_table import CALL_TABLE, CallInput, CallState
-from .dialog import Dialog, DialogInput, dialog_id_of
+from .dialog import DialogInput, dialog_id_of
 from .errors import FramingError, LocalProtocolError, SipParseError
 from .events import (
     MessageDiscarded,
@@ -51,30 +54,14 @@ from .events import (
     TransactionTimedOut,
     TransportFailed,
 )
-from .info_dtmf import DTMF_INFO_TYPES, parse_info_dtmf
-from .message import Peer, RandomSource, Request, Response, TransportKind, build_response, new_tag
-from .offer_answer import Answered, IncompatibleMedia, NegotiatedMedia, SdpSession
+from .message import Peer, Request, build_response, new_tag
+from .offer_answer import Answered, NegotiatedMedia, SdpSession
 from .received import stamp_received
-from .sdp import SdpError
-from .session_timer import (
-    IntervalTooSmall,
-    Refresher,
-    SessionTimer,
-    SessionTimerAgreed,
-    SessionTimerConfig,
-    negotiate,
-)
-from .transaction import Outgoing, TransactionKey, TransactionLayer, response_peer
-from .uas_events import (
-    CallConfirmed,
-    CallEnded,
-    CallOffered,
-    DtmfInfoReceived,
-    EndCause,
-    MediaUpdated,
-    RequestRefused,
-    UasEvent,
-)
+from .session_timer import IntervalTooSmall, SessionTimer, negotiate
+from .transaction import Outgoing, TransactionKey
+from .uas_dialog import InDialog
+from .uas_events import CallOffered, EndCause, UasEvent
+from .uas_state import UAS_ACCEPT, UAS_METHODS, UAS_SUPPORTED, CallRecord, UasConfig
 from .validation import check_request_detail
 
 __all__ = [
@@ -88,96 +75,11 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-#: Methods we implement (Allow).
-UAS_METHODS: Final = frozenset({"INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "INFO", "UPDATE"})
-#: Option tags we support (Supported; anything else in Require gets 420).
-UAS_SUPPORTED: Final = frozenset({"timer"})
-UAS_ACCEPT: Final = ("application/sdp", *DTMF_INFO_TYPES)
-_ENDED_REMEMBERED: Final = 10_000  # handles of ended calls remembered for late decisions
+_SILENCED_REMEMBERED: Final = 10_000  # sources whose new INVITEs we drop, oldest forgotten
 
 
-@dataclass(frozen=True, slots=True)
-class UasConfig:
-    """Static settings of the UAS core.
-
-    ``public_address`` goes into Contact and the Via of our requests; ``ports`` maps each
-    transport we listen on to its (public) port. ``ring_timeout`` bounds how long a call
-    may stay unanswered before 480.
-    """
-
-    public_address: str
-    ports: dict[TransportKind, int]
-    contact_user: str = "telepath"
-    agent: str = "Telepath"
-    session_timer: SessionTimerConfig = field(default_factory=SessionTimerConfig)
-    ring_timeout: float = 120.0
-    max_calls: int = 10_000
-
-
-@dataclass(slots=True)
-class _Pending2xx:
-    """A 2xx to an INVITE that we retransmit until its ACK (§13.3.1.4)."""
-
-    response: Response
-    key: TransactionKey
-    destination: Peer
-    next_at: float
-    interval: float
-    give_up_at: float
-    cseq: int
-
-
-@dataclass(slots=True)
-class _Call:
-    handle: str
-    invite: Request
-    key: TransactionKey
-    source: Peer
-    state: CallState = CallState.OFFERED
-    dialog: Dialog | None = None
-    local_tag: str = ""
-    sdp: SdpSession | None = None
-    answer: bytes | None = None
-    offered_late: bool = False  # the INVITE had no SDP: our offer goes in the 2xx
-    timer: SessionTimer | None = None
-    agreed: SessionTimerAgreed | None = None
-    pending_2xx: _Pending2xx | None = None
-    reinvite_key: TransactionKey | None = None  # a caller re-INVITE awaiting its ACK
-    ring_deadline: float = 0.0
-    bye_wanted: bool = False
-    bye_extra: tuple[tuple[str, str], ...] = ()
-    end_cause: EndCause | None = None
-
-
-class _Purpose(enum.Enum):
-    BYE = enum.auto()
-    REFRESH_UPDATE = enum.auto()
-    REFRESH_INVITE = enum.auto()
-
-
-class UserAgentServer:
+class UserAgentServer(InDialog):
     """Calls over one transaction layer; see the module docstring for the contract."""
-
-    def __init__(
-        self,
-        config: UasConfig,
-        *,
-        random: RandomSource,
-        transactions: TransactionLayer | None = None,
-    ) -> None:
-        self.config = config
-        self._random = random
-        self.transactions = transactions or TransactionLayer(random=random, agent=config.agent)
-        self._calls: dict[str, _Call] = {}
-        self._by_invite: dict[TransactionKey, str] = {}
-        self._by_dialog: dict[tuple[str, str, str], str] = {}
-        self._by_merge: dict[tuple[str, str, int], str] = {}
-        self._clients: dict[TransactionKey, tuple[str, _Purpose]] = {}
-        self._events: deque[UasEvent] = deque()
-        self._outgoing: list[Outgoing] = []
-        self._counter = 0
-        self._ended: deque[str] = deque()
-        self._ended_set: set[str] = set()
 
     # == input ===========================================================================
     def receive_bytes(self, data: bytes, source: Peer, now: float) -> None:
@@ -189,6 +91,8 @@ class UserAgentServer:
             self.transactions.receive_bytes(data, source, now)
         else:
             if isinstance(message, Request):
+                if self._silenced_invite(message, source, now):
+                    return
                 message = stamp_received(message, source)
             self.transactions.receive_message(message, source, now)
         self._process(now)
@@ -323,6 +227,47 @@ class UserAgentServer:
         self._finish(c, EndCause.REJECTED, status)
         return True
 
+    def drop(self, call: str, now: float) -> bool:
+        """Drop an unanswered INVITE without any response (its transaction is discarded).
+
+        ``CallEnded(DROPPED)`` follows. For sources that keep failing authentication:
+        after one 403 they get silence (issue: "403 and silent drops for a cool-off").
+        Returns ``False`` if the call is already over.
+        """
+        del now
+        c = self._call_or_none(call)
+        if c is None:
+            return False
+        self._step(c, CallInput.REJECT)  # raises once a final response went out
+        self.transactions.discard(c.key)
+        self._finish(c, EndCause.DROPPED, None)
+        return True
+
+    def set_draining(self, retry_after: int) -> None:
+        """Refuse new work from now on: out-of-dialog OPTIONS and new INVITEs get 503 with
+        ``Retry-After: retry_after`` (RFC 3261 §21.5.4). Dialogs already up carry on; a
+        SIP load balancer probing with OPTIONS (Kamailio's dispatcher) takes the node out."""
+        self._draining_retry_after = max(1, retry_after)
+
+    def silence(self, host: str, until: float) -> None:
+        """Drop every new INVITE from ``host`` unanswered (not even 100 Trying) until
+        ``until``. Requests inside dialogs, ACKs, CANCELs and OPTIONS still get through,
+        so calls already up from that address are not hurt."""
+        self._silenced[host] = until
+        self._silenced.move_to_end(host)
+        while len(self._silenced) > _SILENCED_REMEMBERED:
+            self._silenced.popitem(last=False)
+
+    def is_silenced(self, host: str, now: float) -> bool:
+        """Whether new INVITEs from ``host`` are being dropped at ``now``."""
+        until = self._silenced.get(host)
+        if until is None:
+            return False
+        if until > now:
+            return True
+        del self._silenced[host]
+        return False
+
     def hangup(self, call: str, now: float, *, extra: Iterable[tuple[str, str]] = ()) -> bool:
         """End an answered call with BYE (after the ACK, §15). ``CallEnded(LOCAL_BYE)``
         follows when the BYE completes. Returns ``False`` if the call is already over."""
@@ -355,50 +300,17 @@ class UserAgentServer:
                 case MessageDiscarded():
                     pass  # the transaction layer answered or dropped it
 
-    def _collect(self) -> None:
-        self._outgoing.extend(self.transactions.messages_to_send())
-
-    def _respond(
-        self,
-        request: Request,
-        key: TransactionKey | None,
-        source: Peer,
-        status: int,
-        now: float,
-        *,
-        reason: str | None = None,
-        extra: Iterable[tuple[str, str]] = (),
-        body: bytes = b"",
-        content_type: str | None = None,
-        to_tag: str | None = None,
-        call: str = "",
-    ) -> None:
-        response = build_response(
-            request,
-            status,
-            reason,
-            to_tag=to_tag or new_tag(self._random),
-            extra=self._server_headers(extra),
-            body=body,
-            content_type=content_type,
-        )
-        if key is not None:
-            try:
-                self.transactions.send_response(key, response, now)
-            except LocalProtocolError:
-                return  # the transaction is gone (e.g. timed out meanwhile)
-        else:
-            self.transactions.send_stateless(response, response_peer(request.top_via, source))
-        if status >= 300:
-            self._events.append(
-                RequestRefused(
-                    call=call,
-                    method=request.method,
-                    status=status,
-                    reason=reason or response.reason,
-                    source=source,
-                )
-            )
+    def _silenced_invite(self, request: Request, source: Peer, now: float) -> bool:
+        if request.method != "INVITE" or not self.is_silenced(source.host, now):
+            return False
+        try:
+            to = request.to
+        except SipParseError:
+            to = None  # broken: certainly not a request of one of our dialogs
+        if to is not None and to.tag:
+            return False  # a re-INVITE belongs to a dialog that exists already
+        self.silent_drops += 1
+        return True
 
     def _on_request(
         self,
@@ -430,6 +342,10 @@ class UserAgentServer:
     def _out_of_dialog(
         self, request: Request, source: Peer, key: TransactionKey | None, now: float
     ) -> None:
+        if self._draining_retry_after is not None and request.method in ("OPTIONS", "INVITE"):
+            retry = (("Retry-After", str(self._draining_retry_after)),)
+            self._respond(request, key, source, 503, now, extra=retry)
+            return
         if request.method == "OPTIONS":
             self._respond(request, key, source, 200, now, extra=self._capabilities())
             return
@@ -461,7 +377,7 @@ class UserAgentServer:
             return
         self._counter += 1
         handle = f"c{self._counter}"
-        call = _Call(
+        call = CallRecord(
             handle,
             request,
             key,
@@ -474,180 +390,6 @@ class UserAgentServer:
         self._by_invite[key] = handle
         self._by_merge[merge] = handle
         self._events.append(CallOffered(call=handle, request=request, source=source))
-
-    def _in_dialog(
-        self, request: Request, source: Peer, key: TransactionKey | None, now: float
-    ) -> None:
-        did = dialog_id_of(request)
-        handle = self._by_dialog.get((did.call_id, did.local_tag, did.remote_tag)) if did else None
-        call = self._calls.get(handle) if handle else None
-        if call is None or call.dialog is None or call.state is CallState.ENDED:
-            if request.method == "OPTIONS":
-                self._respond(request, key, source, 200, now, extra=self._capabilities())
-            else:
-                self._respond(request, key, source, 481, now)  # §12.2.2
-            return
-        dialog = call.dialog
-        status = dialog.accept_cseq(request)
-        tag = call.local_tag
-        if status is not None:
-            self._respond(request, key, source, status, now, to_tag=tag, call=call.handle)
-            return
-        method = request.method
-        if method == "BYE":
-            self._respond(request, key, source, 200, now, to_tag=tag)
-            if call.state in (CallState.OFFERED, CallState.RINGING):
-                # §15: a BYE before our final response also ends the INVITE with 487.
-                self._respond(call.invite, call.key, call.source, 487, now, to_tag=tag)
-            self._step(call, CallInput.BYE)
-            self._finish(call, EndCause.CALLER_BYE, None)
-        elif method == "OPTIONS":
-            self._respond(request, key, source, 200, now, to_tag=tag, extra=self._capabilities())
-        elif method == "INFO":
-            self._on_info(call, request, source, key, now)
-        elif method in ("INVITE", "UPDATE"):
-            self._on_refresh(call, request, source, key, now)
-        else:
-            self._respond(request, key, source, 501, now, to_tag=tag)
-
-    def _on_info(
-        self, call: _Call, request: Request, source: Peer, key: TransactionKey | None, now: float
-    ) -> None:
-        tag = call.local_tag
-        ctype = request.content_type
-        if not request.body:
-            self._respond(request, key, source, 200, now, to_tag=tag)  # a keep-alive INFO
-            return
-        if ctype not in DTMF_INFO_TYPES:
-            accept = (("Accept", ", ".join(DTMF_INFO_TYPES)),)
-            self._respond(
-                request, key, source, 415, now, to_tag=tag, extra=accept, call=call.handle
-            )
-            return
-        parsed = parse_info_dtmf(ctype, request.body)
-        if parsed is None:
-            self._respond(
-                request, key, source, 400, now, to_tag=tag, reason="Bad DTMF", call=call.handle
-            )
-            return
-        self._respond(request, key, source, 200, now, to_tag=tag)
-        self._events.append(
-            DtmfInfoReceived(call=call.handle, digit=parsed[0], duration_ms=parsed[1])
-        )
-
-    def _on_refresh(
-        self, call: _Call, request: Request, source: Peer, key: TransactionKey | None, now: float
-    ) -> None:
-        """A re-INVITE or UPDATE: offer/answer (hold, resume) and/or session refresh."""
-        tag = call.local_tag
-        is_invite = request.method == "INVITE"
-        if call.state is not CallState.CONFIRMED or call.reinvite_key is not None:
-            # §14.2: an INVITE while one is in progress → 500 with Retry-After; same for UPDATE
-            # before the call is up (RFC 3311 §5.2).
-            self._respond(
-                request,
-                key,
-                source,
-                500,
-                now,
-                to_tag=tag,
-                extra=(("Retry-After", "1"),),
-                call=call.handle,
-            )
-            return
-        if any(
-            p in (_Purpose.REFRESH_INVITE, _Purpose.REFRESH_UPDATE)
-            for h, p in self._clients.values()
-            if h == call.handle
-        ):
-            self._respond(request, key, source, 491, now, to_tag=tag, call=call.handle)  # §14.2
-            return
-        try:
-            agreed = negotiate(request, self.config.session_timer)
-        except SipParseError as error:
-            self._respond(request, key, source, 400, now, to_tag=tag, reason=error.reason[:60])
-            return
-        if isinstance(agreed, IntervalTooSmall):
-            self._respond(request, key, source, 422, now, to_tag=tag, extra=agreed.headers)
-            return
-        assert call.sdp is not None  # a confirmed call always has its session
-        body = b""
-        media: NegotiatedMedia | None = None
-        late_offer = False
-        if request.body:
-            try:
-                answered = call.sdp.receive_offer(request.body)
-            except IncompatibleMedia as error:
-                # RFC 3261 §14.2: a failed re-INVITE leaves the session as it was.
-                self._respond(
-                    request,
-                    key,
-                    source,
-                    488,
-                    now,
-                    to_tag=tag,
-                    extra=(("Warning", error.warning),),
-                    call=call.handle,
-                )
-                return
-            except SdpError:
-                self._respond(
-                    request, key, source, 400, now, to_tag=tag, reason="Bad SDP", call=call.handle
-                )
-                return
-            body, media = answered.answer, answered.media
-        elif is_invite:
-            body, late_offer = call.sdp.create_offer(), True  # §14.2: offer in the 2xx
-        call.agreed = agreed
-        call.timer = SessionTimer.start(agreed, now) if agreed is not None else None
-        extra = list(self._contact_headers(call))
-        if agreed is not None:
-            extra.extend(agreed.headers)
-        response = build_response(
-            request,
-            200,
-            to_tag=tag,
-            extra=self._server_headers(extra),
-            body=body,
-            content_type="application/sdp" if body else None,
-        )
-        if key is not None:
-            self.transactions.send_response(key, response, now)
-        if is_invite and key is not None:
-            call.reinvite_key = key
-            call.offered_late = late_offer
-            self._retransmit_2xx(call, response, key, now)
-        if media is not None:
-            self._events.append(MediaUpdated(call=call.handle, media=media))
-
-    def _on_ack(self, request: Request, now: float) -> None:
-        did = dialog_id_of(request)
-        handle = self._by_dialog.get((did.call_id, did.local_tag, did.remote_tag)) if did else None
-        call = self._calls.get(handle) if handle else None
-        if call is None or call.pending_2xx is None:
-            return  # §17: an ACK matching nothing is dropped
-        cseq = request.cseq
-        if cseq is None or cseq.seq != call.pending_2xx.cseq:
-            return
-        call.pending_2xx = None
-        if call.offered_late and call.sdp is not None and call.sdp.awaiting_answer:
-            call.offered_late = False
-            if request.body:
-                try:
-                    media = call.sdp.receive_answer(request.body)
-                except SdpError:
-                    media = None
-                if media is not None:
-                    self._events.append(MediaUpdated(call=call.handle, media=media))
-        if call.reinvite_key is not None:
-            call.reinvite_key = None
-            return
-        self._step(call, CallInput.ACK)
-        self._events.append(CallConfirmed(call=call.handle))
-        if call.bye_wanted:
-            call.bye_wanted = False
-            self._step(call, CallInput.HANGUP)
-            self._send_bye(call, now)
 
     def _on_cancel(
         self,
@@ -669,299 +411,3 @@ class UserAgentServer:
         self._step(call, CallInput.CANCEL)
         self._respond(call.invite, call.key, call.source, 487, now, to_tag=call.local_tag)
         self._finish(call, EndCause.CALLER_CANCEL, 487)
-
-    # == responses to our client transactions ===============================================
-    def _on_response(self, response: Response, key: TransactionKey, now: float) -> None:
-        owner = self._clients.get(key)
-        if owner is None:
-            return
-        handle, purpose = owner
-        call = self._calls.get(handle)
-        if response.status < 200:
-            return
-        if purpose is not _Purpose.REFRESH_INVITE or response.status >= 300:
-            self._clients.pop(key, None)
-        if call is None:
-            return
-        if purpose is _Purpose.BYE:
-            self._step(call, CallInput.BYE_DONE)  # §15.1.1: any final response ends it
-            self._finish(call, call.end_cause or EndCause.LOCAL_BYE, None)
-            return
-        if response.status in (408, 481):
-            self._fail_refresh(call, now)  # §12.2.1.2: the dialog is gone
-            return
-        if 200 <= response.status < 300:
-            if purpose is _Purpose.REFRESH_INVITE and call.dialog is not None:
-                ack = call.dialog.ack(
-                    response,
-                    random=self._random,
-                    via_host=self.config.public_address,
-                    via_port=self._via_port(call),
-                )
-                self.transactions.send_stateless(ack, call.dialog.next_hop())
-                if call.sdp is not None and call.sdp.awaiting_answer and response.body:
-                    try:
-                        media = call.sdp.receive_answer(response.body)
-                    except SdpError:
-                        media = None
-                    if media is not None:
-                        self._events.append(MediaUpdated(call=call.handle, media=media))
-            if call.agreed is not None:
-                call.timer = SessionTimer.start(call.agreed, now)
-        elif call.timer is not None and call.agreed is not None:
-            # A refresh refused for another reason: keep the old interval, let it expire.
-            call.timer = SessionTimer(call.agreed.interval, Refresher.UAC, call.timer.started)
-
-    def _on_client_failure(self, key: TransactionKey, now: float) -> None:
-        owner = self._clients.pop(key, None)
-        if owner is None:
-            return
-        call = self._calls.get(owner[0])
-        if call is None:
-            return
-        if owner[1] is _Purpose.BYE:
-            self._step(call, CallInput.BYE_DONE)  # §15.1.1: a timed-out BYE ends it too
-            self._finish(call, call.end_cause or EndCause.LOCAL_BYE, None)
-        else:
-            self._fail_refresh(call, now)
-
-    def _fail_refresh(self, call: _Call, now: float) -> None:
-        call.end_cause = EndCause.REFRESH_FAILED
-        self._step(call, CallInput.TIMEOUT)
-        if call.state is CallState.ENDING:
-            self._send_bye(call, now)
-
-    # == timers ============================================================================
-    def _call_deadline(self, call: _Call) -> float | None:
-        times: list[float] = []
-        if call.state in (CallState.OFFERED, CallState.RINGING):
-            times.append(call.ring_deadline)
-        if call.pending_2xx is not None:
-            times.append(min(call.pending_2xx.next_at, call.pending_2xx.give_up_at))
-        if call.timer is not None and call.state is CallState.CONFIRMED:
-            times.append(call.timer.deadline)
-        return min(times, default=None)
-
-    def _call_timers(self, call: _Call, now: float) -> None:
-        if call.state in (CallState.OFFERED, CallState.RINGING) and now >= call.ring_deadline:
-            self._step(call, CallInput.TIMEOUT)
-            response = build_response(
-                call.invite, 480, to_tag=self._tag(call), extra=self._server_headers(())
-            )
-            with contextlib.suppress(LocalProtocolError):
-                self.transactions.send_response(call.key, response, now)
-            self._finish(call, EndCause.RING_TIMEOUT, 480)
-            return
-        pending = call.pending_2xx
-        if pending is not None:
-            if now >= pending.give_up_at:
-                call.pending_2xx = None
-                if call.reinvite_key is not None:
-                    call.reinvite_key = None  # a lost ACK of a re-INVITE: keep the call
-                else:
-                    call.end_cause = EndCause.ACK_TIMEOUT
-                    self._step(call, CallInput.TIMEOUT)
-                    self._send_bye(call, now)  # §13.3.1.4: "SHOULD ... send a BYE"
-                    return
-            elif now >= pending.next_at:
-                self._send_2xx_again(pending, now)
-                pending.interval = min(pending.interval * 2, self.transactions.timers.t2)
-                pending.next_at = now + pending.interval
-        timer = call.timer
-        if timer is not None and call.state is CallState.CONFIRMED:
-            if now >= timer.expires_at:
-                call.end_cause = EndCause.SESSION_EXPIRED  # RFC 4028 §10
-                call.timer = None
-                self._step(call, CallInput.TIMEOUT)
-                self._send_bye(
-                    call, now, extra=(("Reason", 'SIP;cause=408;text="Session expired"'),)
-                )
-            elif timer.refresh_at is not None and now >= timer.refresh_at:
-                # Only once per interval: later refreshes restart the timer on success.
-                call.timer = SessionTimer(timer.interval, Refresher.UAC, timer.started)
-                self._send_refresh(call, now)
-
-    def _retransmit_2xx(
-        self, call: _Call, response: Response, key: TransactionKey, now: float
-    ) -> None:
-        timers = self.transactions.timers
-        reliable = call.source.transport.reliable
-        cseq = response.cseq
-        call.pending_2xx = _Pending2xx(
-            response=response,
-            key=key,
-            destination=response_peer(call.invite.top_via, call.source),
-            # §13.3.1.4: on a reliable transport the 2xx is not retransmitted, but the wait
-            # for the ACK is still bounded by 64*T1.
-            next_at=float("inf") if reliable else now + timers.t1,
-            interval=timers.t1,
-            give_up_at=now + 64 * timers.t1,
-            cseq=cseq.seq if cseq else 0,
-        )
-
-    def _send_2xx_again(self, pending: _Pending2xx, now: float) -> None:
-        try:
-            self.transactions.send_response(pending.key, pending.response, now)
-        except LocalProtocolError:
-            # RFC 6026: the transaction left Accepted (Timer L); the TU still retransmits.
-            self.transactions.send_stateless(pending.response, pending.destination)
-
-    # == requests we send ===================================================================
-    def _via_port(self, call: _Call) -> int:
-        return self.config.ports.get(call.source.transport, 5060)
-
-    def _send_bye(self, call: _Call, now: float, extra: tuple[tuple[str, str], ...] = ()) -> None:
-        dialog = call.dialog
-        if dialog is None:
-            self._finish(call, call.end_cause or EndCause.LOCAL_BYE, None)
-            return
-        headers = (*call.bye_extra, *extra, ("User-Agent", self.config.agent))
-        bye = dialog.new_request(
-            "BYE",
-            random=self._random,
-            extra=headers,
-            via_host=self.config.public_address,
-            via_port=self.config.ports.get(call.source.transport, 5060),
-        )
-        dialog.transition(DialogInput.BYE)
-        key = self.transactions.send_request(bye, dialog.next_hop(), now)
-        self._clients[key] = (call.handle, _Purpose.BYE)
-
-    def _send_refresh(self, call: _Call, now: float) -> None:
-        dialog, agreed = call.dialog, call.agreed
-        if dialog is None or agreed is None or call.sdp is None:
-            return
-        headers = (
-            ("Contact", self._contact(call)),
-            ("Session-Expires", f"{agreed.interval};refresher=uas"),
-            ("Supported", "timer"),
-            ("User-Agent", self.config.agent),
-        )
-        host, port = self.config.public_address, self._via_port(call)
-        if "UPDATE" in dialog.remote_allow:
-            # RFC 4028 §7.4 / RFC 3311: an UPDATE without a body refreshes the session.
-            update = dialog.new_request(
-                "UPDATE", random=self._random, extra=headers, via_host=host, via_port=port
-            )
-            key = self.transactions.send_request(update, dialog.next_hop(), now)
-            self._clients[key] = (call.handle, _Purpose.REFRESH_UPDATE)
-        else:
-            offer = call.sdp.create_offer()
-            invite = dialog.new_request(
-                "INVITE",
-                random=self._random,
-                extra=headers,
-                via_host=host,
-                via_port=port,
-                body=offer,
-                content_type="application/sdp",
-            )
-            key = self.transactions.send_request(invite, dialog.next_hop(), now)
-            self._clients[key] = (call.handle, _Purpose.REFRESH_INVITE)
-
-    # == helpers ===========================================================================
-    def _get(self, call: str) -> _Call:
-        found = self._calls.get(call)
-        if found is None:
-            raise LocalProtocolError(f"no call {call!r}")
-        return found
-
-    def _call_or_none(self, call: str) -> _Call | None:
-        if call in self._ended_set:
-            return None  # it ended meanwhile (CANCEL, BYE, timeout): not the owner's bug
-        found = self._get(call)
-        return None if found.state is CallState.ENDED else found
-
-    def _live(self, call: str) -> _Call:
-        found = self._get(call)
-        if found.state is CallState.ENDED:
-            raise LocalProtocolError("the call has ended")
-        return found
-
-    def _step(self, call: _Call, input_: CallInput) -> None:
-        nxt = CALL_TABLE.get((call.state, input_))
-        if nxt is None:
-            if input_.is_local:
-                raise LocalProtocolError(f"{input_.name} not allowed in {call.state.name}")
-            return
-        call.state = nxt
-
-    def _tag(self, call: _Call) -> str:
-        return call.local_tag
-
-    def _contact(self, call: _Call) -> str:
-        transport = call.source.transport
-        port = self.config.ports.get(transport, 5060)
-        scheme = "sips" if call.dialog is not None and call.dialog.secure else "sip"
-        param = "" if transport is TransportKind.UDP else f";transport={transport.value.lower()}"
-        if transport is TransportKind.TLS:
-            param = ";transport=tls" if scheme == "sip" else ""
-        return f"<{scheme}:{self.config.contact_user}@{self.config.public_address}:{port}{param}>"
-
-    def _contact_headers(self, call: _Call) -> list[tuple[str, str]]:
-        return [("Contact", self._contact(call))]
-
-    def _capabilities(self) -> tuple[tuple[str, str], ...]:
-        return (
-            ("Allow", ", ".join(sorted(UAS_METHODS))),
-            ("Accept", ", ".join(UAS_ACCEPT)),
-            ("Supported", ", ".join(sorted(UAS_SUPPORTED))),
-        )
-
-    def _server_headers(self, extra: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
-        return [*extra, ("Server", self.config.agent)]
-
-    def _dialog_response(
-        self, call: _Call, status: int, *, body: bytes = b"", timers: bool = False
-    ) -> Response:
-        """A dialog-creating 18x/2xx: To-tag, Contact, Record-Route copied (§12.1.1)."""
-        if call.dialog is None:
-            call.dialog = Dialog.from_invite(
-                call.invite,
-                local_tag=call.local_tag,
-                source=call.source,
-                local_cseq=1 + int.from_bytes(self._random(2), "big"),
-            )
-            did = call.dialog.id
-            self._by_dialog[(did.call_id, did.local_tag, did.remote_tag)] = call.handle
-        extra: list[tuple[str, str]] = [
-            ("Record-Route", rr) for rr in call.invite.headers.get_all("Record-Route")
-        ]
-        extra.extend(self._contact_headers(call))
-        if status >= 200:
-            extra.extend(self._capabilities())
-        if timers and call.agreed is not None:
-            extra.extend(call.agreed.headers)
-        return build_response(
-            call.invite,
-            status,
-            to_tag=call.local_tag,
-            extra=self._server_headers(extra),
-            body=body,
-            content_type="application/sdp" if body else None,
-        )
-
-    def _finish(self, call: _Call, cause: EndCause, status: int | None) -> None:
-        call.state = CallState.ENDED
-        call.pending_2xx = None
-        call.timer = None
-        if call.dialog is not None:
-            call.dialog.transition(DialogInput.BYE)
-        self._forget(call)
-        self._events.append(CallEnded(call=call.handle, cause=cause, status=status))
-
-    def _forget(self, call: _Call) -> None:
-        self._by_invite.pop(call.key, None)
-        merge = [k for k, v in self._by_merge.items() if v == call.handle]
-        for k in merge:
-            del self._by_merge[k]
-        if call.dialog is not None:
-            did = call.dialog.id
-            # Keep the dialog mapping until the BYE is answered only while ENDING; once
-            # ended, late requests get 481 (§12.2.2).
-            self._by_dialog.pop((did.call_id, did.local_tag, did.remote_tag), None)
-        self._calls.pop(call.handle, None)
-        self._ended.append(call.handle)
-        self._ended_set.add(call.handle)
-        if len(self._ended) > _ENDED_REMEMBERED:
-            self._ended_set.discard(self._ended.popleft())

@@ -37,6 +37,7 @@ class EndCause(enum.Enum):
     REFRESH_FAILED = "refresh_failed"  # our refresh got 408/481 or timed out (§12.2.1.2)
     RING_TIMEOUT = "ring_timeout"  # nobody answered or rejected in time; 480 sent
     TRANSPORT_FAILED = "transport_failed"  # the connection of the dialog failed
+    DROPPED = "dropped"  # we dropped the INVITE without any answer (an abusive source)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -61,9 +62,13 @@ class CallConfirmed(UasEvent):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class MediaUpdated(UasEvent):
-    """A re-INVITE, UPDATE or late answer (ACK) changed the negotiated media (hold/resume)."""
+    """A re-INVITE, UPDATE or late answer (ACK) changed the negotiated media (hold/resume).
+
+    ``request`` names the method that carried the SDP (``INVITE``, ``UPDATE``, ``ACK``, or
+    ``""`` for the answer to our own refresh offer)."""
 
     media: NegotiatedMedia
+    request: str = ""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

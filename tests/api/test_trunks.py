@@ -215,3 +215,53 @@ def test_rate_limit_headers_on_every_response(server: LiveServer, api_key: str) 
         assert response.headers["X-RateLimit-Limit"] == "6000"
         assert int(response.headers["X-RateLimit-Remaining"]) < 6000
         assert int(response.headers["X-RateLimit-Reset"]) % 60 == 0
+
+
+def test_every_documented_provider_option_is_accepted(server: LiveServer, api_key: str) -> None:
+    """The options docs/agent-protocol.md and the adapters read can be set through the API."""
+    custom = _create(
+        server,
+        api_key,
+        "opts-custom",
+        ai_provider="custom",
+        custom_endpoint="wss://agent.example.com/voice",
+        custom_headers={"Authorization": "Bearer agent-token-1234"},
+        provider_config={
+            "dialect": "twilio",
+            "accept_timeout": 1.5,
+            "binary_audio": False,
+            "vad_events": True,
+            "send_queue_frames": 50,
+            "max_payload_bytes": 524288,
+            "max_pending_marks": 1024,
+            "max_protocol_errors": 100,
+            "account_sid": "AC" + "0" * 32,
+            "codecs": ["g722", "pcmu"],
+        },
+    )
+    assert custom["provider_config"]["dialect"] == "twilio"
+    assert custom["custom_headers"] == {"Authorization": "****1234"}
+    openai = _create(
+        server,
+        api_key,
+        "opts-openai",
+        ai_provider="openai",
+        openai_api_key="sk-test-opts-0001",
+        provider_config={
+            "model": "gpt-realtime",
+            "voice": "marin",
+            "greeting": "Hello!",
+            "turn_detection": "semantic_vad",
+            "eagerness": "low",
+            "interrupt_response": True,
+            "idle_timeout_ms": 6000,
+            "create_response": True,
+            "transcription_model": "gpt-4o-mini-transcribe",
+            "dtmf_response": False,
+            "noise_reduction": "far_field",
+            "enable_end_call": True,
+            "enable_transfer": True,
+            "transfer_target": "+14155550100",
+        },
+    )
+    assert openai["provider_config"]["idle_timeout_ms"] == 6000

@@ -10,7 +10,8 @@ import pytest
 import requests
 from playwright.async_api import Browser, Page, async_playwright
 
-from tests.support.live_server import ROOT, LiveServer, free_port, live_server
+from tests.sip_interop.support import free_udp_port, rtp_range
+from tests.support.live_server import ROOT, LiveServer, live_server
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -26,10 +27,18 @@ ARTIFACTS = ROOT / "test-artifacts" / "dashboard"
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+def sip_port() -> int:
+    """The server's SIP port (UDP and TCP), for calls placed with sipp."""
+    return free_udp_port()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory, sip_port: int) -> Iterator[LiveServer]:
     """``telepath serve`` on loopback with a SQLite database in a temporary directory."""
     path: Path = tmp_path_factory.mktemp("dashboard") / "telepath.db"
-    with live_server(f"sqlite://{path}", args=["--sip", f"127.0.0.1:{free_port()}"]) as running:
+    low, high = rtp_range()
+    args = ["--sip", f"127.0.0.1:{sip_port}", "--rtp-ports", f"{low}-{high}"]
+    with live_server(f"sqlite://{path}", args=args) as running:
         yield running
 
 

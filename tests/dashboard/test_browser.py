@@ -7,8 +7,12 @@ page under ``test-artifacts/dashboard/``.
 
 from __future__ import annotations
 
+import asyncio
 import re
+import secrets
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from playwright.async_api import Dialog, Locator, Page, expect
@@ -19,6 +23,7 @@ from gateway.services.sip_credentials import digest_secrets
 from models import Trunk
 from tests.dashboard.calls_seed import account_of, gateway_database, record_call
 from tests.dashboard.conftest import api, create_trunk, screenshot, sign_in
+from tests.sip_interop.support import run_sipp, sipp_messages, sipp_ok_or_logs
 from tests.support.live_server import LiveServer
 
 pytestmark = pytest.mark.slow
@@ -187,6 +192,71 @@ async def test_a_call_appears_in_the_logs_live_and_its_page_shows_the_timeline(
     await expect(bars).to_have_count(3)
     await expect(page.locator("svg.chart title").first).to_have_text("AI latency per turn")
     await screenshot(page, "call")
+
+
+@dataclass(frozen=True)
+class _DashboardSip:
+    sip_port: int
+
+
+def _sip_call_id(cwd: Path) -> str:
+    for line in sipp_messages(cwd).splitlines():
+        if line.startswith("Call-ID:"):
+            return line.split(":", 1)[1].strip()
+    raise AssertionError("no Call-ID in sipp's log")
+
+
+async def test_a_sipp_call_appears_in_the_logs_and_its_page_shows_the_timeline(
+    page: Page, server: LiveServer, write_key: str, sip_port: int, tmp_path: Path
+) -> None:
+    """A real call: sipp dials the gateway (digest, 180, 200, hold and resume re-INVITEs,
+    BYE) while the call logs are open; the row appears without a reload and the call's
+    page shows the timeline the gateway recorded."""
+    password = "Dash-sipp-" + secrets.token_hex(6)
+    trunk = create_trunk(server, write_key, "sipp-dash-bot", sip_password=password)
+    await sign_in(page, write_key)
+    await nav(page, "Call logs").click()
+    await expect(page.locator("#live-status")).to_contain_text("Updated", timeout=10_000)
+    result = await asyncio.to_thread(
+        run_sipp,
+        "uac_auth_hold_resume.xml",
+        _DashboardSip(sip_port),
+        service="sipp-dash-bot",
+        username="sipp-dash-bot",
+        password=password,
+        cwd=tmp_path,
+    )
+    sipp_ok_or_logs(result, tmp_path)
+    sip_call_id = _sip_call_id(tmp_path)
+    session = api(server, write_key)
+    for _ in range(50):
+        listed = session.get(
+            f"{server.url}/v1/calls", params={"trunk_id": str(trunk["id"])}, timeout=10
+        ).json()["data"]
+        if listed and listed[0]["end_time"] is not None:
+            break
+        await asyncio.sleep(0.2)
+    [call] = listed
+    assert call["sip_call_id"] == sip_call_id and call["status"] == "completed"
+
+    row = page.locator("#call-rows tr", has_text=call["id"])
+    await expect(row).to_contain_text("+15551230001", timeout=10_000)  # sipp's From
+    await expect(row).to_contain_text("Caller")
+    await screenshot(page, "call_logs_sipp")
+
+    await page.get_by_role("link", name=call["id"]).click()
+    await expect(page.get_by_role("heading", name=re.compile("Call call_"))).to_be_visible()
+    await expect(page.locator("main")).to_contain_text(sip_call_id)
+    events = page.locator("ol.timeline li .event")
+    names = await events.all_inner_texts()
+    for expected in ("invite", "authenticated", "ringing", "answered", "bye_received"):
+        assert expected in names, names
+    assert names.count("reinvite") == 2, names  # hold, then resume
+    assert names.index("invite") < names.index("answered") < names.index("reinvite")
+    reinvites = page.locator("ol.timeline li", has_text="reinvite")
+    await expect(reinvites.first).to_contain_text("hold=True")
+    await expect(reinvites.last).to_contain_text("hold=False")
+    await screenshot(page, "call_sipp")
 
 
 async def test_analytics_render_with_data(page: Page, server: LiveServer) -> None:

@@ -26,7 +26,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import requests
@@ -125,8 +125,10 @@ def gateway(
     *,
     tls: tuple[Path, Path] | None = None,
     rtp_ports: tuple[int, int] | None = None,
+    extra_args: Sequence[str] = (),
 ) -> Iterator[Gateway]:
-    """``telepath serve`` with SIP on 127.0.0.1 (UDP+TCP, TLS with ``tls=(cert, key)``)."""
+    """``telepath serve`` with SIP on 127.0.0.1 (UDP+TCP, TLS with ``tls=(cert, key)``);
+    ``extra_args`` are further ``serve`` flags (e.g. ``--max-calls 1``)."""
     sip_port = free_udp_port()
     low, high = rtp_ports or rtp_range()
     args = [
@@ -150,15 +152,23 @@ def gateway(
             "--tls-key",
             str(tls[1]),
         ]
+    args += extra_args
     database = f"sqlite://{tmp / 'telepath.db'}"
     with live_server(database, args=args, env={"TELEPATH_LOG_LEVEL": "INFO"}) as server:
         api = server.session(server.api_key())
         yield Gateway(server.url, sip_port, tls_port, api, server.process)
 
 
+class SipTarget(Protocol):
+    """Anything with a SIP port on 127.0.0.1 (a :class:`Gateway`, the dashboard's server)."""
+
+    @property
+    def sip_port(self) -> int: ...
+
+
 def run_sipp(
     scenario: str | Path,
-    gw: Gateway,
+    gw: SipTarget,
     *,
     service: str,
     username: str | None = None,

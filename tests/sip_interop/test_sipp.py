@@ -261,6 +261,19 @@ def test_reinvite_hold_and_resume(gw: Gateway, tmp_path: Path) -> None:
     ]
     bodies = "\n".join(answers)
     assert "a=recvonly" in bodies and "a=sendrecv" in bodies  # hold mirrored, then resumed
+    # The SIP leg's own events reach the record's timeline, in order, after the answer.
+    events = [(e["event"], e.get("detail") or {}) for e in record["timeline"]]
+    names = [name for name, _ in events]
+    assert names.index("invite") < names.index("ringing") < names.index("answered")
+    reinvites = [detail for name, detail in events if name == "reinvite"]
+    assert [d["hold"] for d in reinvites] == [True, False], events
+    assert names.index("answered") < names.index("reinvite")
+    assert names.index("bye_received") > max(i for i, n in enumerate(names) if n == "reinvite")
+    assert "hangup" in names  # the bridge's end of the call
+    offsets = [e["offset_ms"] for e in record["timeline"]]
+    assert offsets == sorted(offsets)
+    # The RTP stream's figures arrive under the record's names.
+    assert {"packets_sent", "jitter_buffer_ms"} <= set(record["metrics"]["media"])
 
 
 def test_options_keepalive(gw: Gateway, tmp_path: Path) -> None:
@@ -469,3 +482,83 @@ def test_late_offer_answered_in_the_ack(gw: Gateway, tmp_path: Path) -> None:
     record = gw.call_by_sip_id(sip_call_id(tmp_path))
     assert record["status"] == "completed" and record["codec"] == "pcmu/8000"
     assert record["metrics"]["media"]["packets_sent"] > 10  # RTP started once the ACK answered
+
+
+def invite_refused_scenario(tmp: Path, status: int) -> Path:
+    text = (SCENARIOS / "uac_invite_refused.xml.in").read_text().replace("__STATUS__", str(status))
+    path = tmp / f"uac_invite_refused_{status}.xml"
+    path.write_text(text)
+    return path
+
+
+def test_global_call_cap_gets_503_with_retry_after(tmp_path: Path) -> None:
+    """``--max-calls 1``: while one call runs, the next INVITE (another trunk, so not its
+    own cap) gets 503 with Retry-After before any challenge; after it, calls go through."""
+    with gateway(tmp_path / "gw", extra_args=["--max-calls", "1"]) as capped:
+        first_trunk, other_trunk = capped.create_trunk(), capped.create_trunk()
+        user, password = first_trunk["sip_username"], first_trunk["sip_password"]
+        first_dir, second_dir, third_dir = tmp_path / "first", tmp_path / "second", tmp_path / "3"
+        for folder in (first_dir, second_dir, third_dir):
+            folder.mkdir()
+        with ThreadPoolExecutor(1) as pool:
+            first = pool.submit(
+                run_sipp,
+                "uac_auth_call.xml",
+                capped,
+                service=user,
+                username=user,
+                password=password,
+                cwd=first_dir,
+                extra=["-d", "4000"],
+            )
+            deadline = time.monotonic() + 10
+            while not [c for c in capped.calls() if c["status"] == "in-progress"]:
+                assert time.monotonic() < deadline, "the first call never went up"
+                time.sleep(0.2)
+            second = run_sipp(
+                invite_refused_scenario(second_dir, 503),
+                capped,
+                service=other_trunk["sip_username"],
+                cwd=second_dir,
+            )
+            sipp_ok(second, second_dir)
+            sipp_ok(first.result(), first_dir)
+        refusal = [m for m in sipp_messages(second_dir).split("-----") if "SIP/2.0 503" in m]
+        assert refusal and "Retry-After:" in refusal[0]
+        assert "401 Unauthorized" not in sipp_messages(second_dir)  # refused before any work
+        # The cap frees up with the call: the other trunk now gets through.
+        third = run_sipp(
+            "uac_auth_call.xml",
+            capped,
+            service=other_trunk["sip_username"],
+            username=other_trunk["sip_username"],
+            password=other_trunk["sip_password"],
+            cwd=third_dir,
+            extra=["-d", "300"],
+        )
+        sipp_ok(third, third_dir)
+        capped.process.terminate()
+        _, logs = capped.process.communicate(timeout=20)
+    assert "reason=gateway at capacity status=503" in logs
+
+
+def test_trunk_with_early_media_answers_183_with_sdp(gw: Gateway, tmp_path: Path) -> None:
+    trunk = gw.create_trunk(provider_config={"early_media": True})
+    assert trunk["provider_config"]["early_media"] is True  # accepted and kept by the API
+    user, password = trunk["sip_username"], trunk["sip_password"]
+    result = run_sipp(
+        "uac_auth_early_media.xml",
+        gw,
+        service=user,
+        username=user,
+        password=password,
+        cwd=tmp_path,
+        extra=["-d", "500"],
+    )
+    sipp_ok(result, tmp_path)
+    log = sipp_messages(tmp_path)
+    assert "SIP/2.0 180" not in log
+    progress = [m for m in log.split("-----") if "SIP/2.0 183" in m][0]
+    assert "Content-Type: application/sdp" in progress
+    record = gw.call_by_sip_id(sip_call_id(tmp_path))
+    assert record["status"] == "completed"

@@ -91,7 +91,8 @@ def live_server(
 ) -> Iterator[LiveServer]:
     """Start ``telepath serve`` on a free loopback port; stop it (SIGTERM) afterwards."""
     port = free_port()
-    full_env = {"TELEPATH_LOG_LEVEL": "WARNING", **(env or {})}
+    # A short drain: a test that leaves a call up should not wait the default 30 s at exit.
+    full_env = {"TELEPATH_LOG_LEVEL": "WARNING", "TELEPATH_DRAIN_TIMEOUT": "1", **(env or {})}
     if not database_url.startswith("sqlite"):
         full_env.setdefault("TELEPATH_SECRET_KEY", new_secret_key())
     process = subprocess.Popen(

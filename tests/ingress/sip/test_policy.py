@@ -15,6 +15,7 @@ from ingress.sip.policy import (
     admit,
     authentication_route,
     call_context_fields,
+    client_origin,
     e164,
     identity,
     recognise_carrier,
@@ -187,3 +188,51 @@ def test_e164_never_raises_and_is_well_formed(text: str) -> None:
     assert number is None or (
         number.startswith("+") and number[1:].isdigit() and 3 <= len(number) - 1 <= 15
     )
+
+
+class TestClientOrigin:
+    """Behind a trusted SIP proxy the caller is the Via below the proxy's own."""
+
+    INVITE = (
+        b"INVITE sip:agent@gw.example.com SIP/2.0\r\n"
+        b"Via: SIP/2.0/UDP 10.0.0.5:5060;branch=z9hG4bKproxy1\r\n"
+        b"Via: SIP/2.0/TCP 192.168.1.20:5070;branch=z9hG4bKcaller;received=203.0.113.9;rport=40312\r\n"
+        b"From: <sip:+14155550100@carrier.example>;tag=a1\r\n"
+        b"To: <sip:agent@gw.example.com>\r\n"
+        b"Call-ID: origin-1\r\nCSeq: 1 INVITE\r\nMax-Forwards: 69\r\nContent-Length: 0\r\n\r\n"
+    )
+
+    def _request(self, raw: bytes) -> Request:
+        message = parse_message(raw)
+        assert isinstance(message, Request)
+        return message
+
+    def test_through_a_trusted_proxy(self) -> None:
+        proxy = Peer(TransportKind.UDP, "10.0.0.5", 5060)
+        origin = client_origin(self._request(self.INVITE), proxy, lambda host: host == "10.0.0.5")
+        assert origin == Peer(TransportKind.TCP, "203.0.113.9", 40312)
+
+    def test_untrusted_sources_are_taken_as_they_are(self) -> None:
+        direct = Peer(TransportKind.UDP, "198.51.100.7", 5060)
+        assert (
+            client_origin(self._request(self.INVITE), direct, lambda host: host == "10.0.0.5")
+            == direct
+        )
+
+    def test_without_received_the_sent_by_counts_and_host_names_are_not_trusted(self) -> None:
+        proxy = Peer(TransportKind.UDP, "10.0.0.5", 5060)
+        plain = self.INVITE.replace(b";received=203.0.113.9;rport=40312", b"")
+        assert client_origin(self._request(plain), proxy, lambda _: True) == Peer(
+            TransportKind.TCP, "192.168.1.20", 5070
+        )
+        named = plain.replace(b"192.168.1.20:5070", b"pbx.example.com")
+        assert client_origin(self._request(named), proxy, lambda _: True) == proxy
+        single = b"".join(
+            line + b"\r\n" for line in self.INVITE.split(b"\r\n") if b"z9hG4bKcaller" not in line
+        )
+        assert (
+            client_origin(
+                self._request(single.rstrip(b"\r\n") + b"\r\n\r\n"), proxy, lambda _: True
+            )
+            == proxy
+        )

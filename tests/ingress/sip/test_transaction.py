@@ -161,6 +161,40 @@ class TestInviteServerTransaction:
         assert events(layer) == [TransactionTerminated(key=key)]
         assert layer.server_transaction(key) is None and layer.get_timer() is None
 
+    def test_discard_forgets_it_without_a_word(self) -> None:
+        layer = make_layer()
+        key = start_invite_server(layer)
+        assert statuses(layer) == [100]
+        assert layer.discard(key) is True
+        assert layer.server_transaction(key) is None and layer.get_timer() is None
+        assert sent(layer) == [] and events(layer) == []
+        invite = request("sipp_auth_invite_unauthenticated.sip")
+        with pytest.raises(LocalProtocolError):
+            layer.send_response(key, build_response(invite, 403, to_tag="x"), 0.1)
+        assert layer.discard(key) is False
+        # A retransmission afterwards is a new transaction, reported to the TU again.
+        layer.receive_message(invite, UDP, 0.5)
+        assert statuses(layer) == [100]
+        assert [type(e) for e in events(layer)] == [RequestReceived]
+
+    def test_discard_after_the_final_response_stops_its_retransmissions(self) -> None:
+        layer = make_layer()
+        key = start_invite_server(layer)
+        invite = request("sipp_auth_invite_unauthenticated.sip")
+        layer.send_response(key, build_response(invite, 403, to_tag="x"), 0.0)
+        assert statuses(layer) == [100, 403] and layer.get_timer() == T.t1  # Timer G
+        assert layer.discard(key) is True
+        assert layer.get_timer() is None
+        layer.handle_timer(64 * T.t1)
+        assert sent(layer) == [] and events(layer) == []
+
+    def test_discard_refuses_a_client_transaction(self) -> None:
+        layer = make_layer()
+        key = layer.send_request(request("sipp_uac_invite.sip"), UDP, 0.0)
+        with pytest.raises(LocalProtocolError, match="server"):
+            layer.discard(key)
+        assert layer.client_transaction(key) is not None
+
     def test_timer_h_without_ack(self) -> None:
         layer = make_layer()
         key = start_invite_server(layer)

@@ -16,6 +16,7 @@ from ingress.sip.uas import CallState
 from ingress.sip.uas_events import (
     CallConfirmed,
     CallEnded,
+    CallOffered,
     DtmfInfoReceived,
     EndCause,
     MediaUpdated,
@@ -594,3 +595,22 @@ def test_responses_carry_received_and_rport() -> None:
     [sent] = h3.sent
     assert "received=54.172.61.9" in (sent.message.headers.get_all("Via")[0])
     assert sent.destination == Peer(TransportKind.UDP, "54.172.61.9", 5060)
+
+
+def test_draining_answers_options_and_new_invites_503_but_keeps_dialogs() -> None:
+    """gateway.drain: a draining node fails OPTIONS probes so the load balancer takes it out."""
+    h, call, ok = confirmed(ASTERISK)
+    h.act(lambda now: h.uas.set_draining(30))
+    h.feed(options())
+    [probe] = h.responses()
+    assert probe.status == 503 and probe.headers.get("Retry-After") == "30"
+    # A call already up still gets its in-dialog OPTIONS answered.
+    h.feed(in_dialog(ASTERISK, ok, "OPTIONS", 21458, branch="z9hG4bKoptd"))
+    [inside] = h.responses()
+    assert inside.status == 200
+    # A new call is refused before it is ever offered to the owner.
+    offered_before = len(h.of_type(CallOffered))
+    fresh = ASTERISK.replace(b"Call-ID: ", b"Call-ID: drained-").replace(b"z9hG4bK", b"z9hG4bKdr")
+    h.feed(fresh)
+    assert h.statuses() == [100, 503] or h.statuses() == [503]
+    assert len(h.of_type(CallOffered)) == offered_before

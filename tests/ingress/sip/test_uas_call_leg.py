@@ -247,3 +247,36 @@ async def test_cancel_ends_the_leg(rig: Rig) -> None:
     await leg.hangup(CallEnd.caller_hangup())
     await asyncio.sleep(0.1)
     assert not [d for d in rig.caller.log if d.startswith("SIP/2.0 200 OK") and "INVITE" in d]
+
+
+async def test_timeline_notes_reinvites_info_dtmf_and_bye_with_their_moments(rig: Rig) -> None:
+    leg = await make_leg(rig)
+    await rig.caller.expect("SIP/2.0 180")
+    await leg.answer()
+    await rig.caller.expect("SIP/2.0 200")
+    rig.caller.request("ACK", 10)
+    hold = (
+        "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
+        f"m=audio {rig.caller.rtp_port} RTP/AVP 0 101\r\na=rtpmap:0 PCMU/8000\r\n"
+        "a=rtpmap:101 telephone-event/8000\r\na=sendonly\r\n"
+    )
+    rig.caller.request("INVITE", 11, hold, "application/sdp")
+    assert "a=recvonly" in await rig.caller.expect("SIP/2.0 200")
+    rig.caller.request("ACK", 11)
+    rig.caller.request("INFO", 12, "Signal=5\r\nDuration=160\r\n", "application/dtmf-relay")
+    await rig.caller.expect("SIP/2.0 200")
+    rig.caller.request("BYE", 13)
+    await rig.caller.expect("SIP/2.0 200")
+    await next_event(leg.events(), LegEnded)
+    timeline = leg.timeline()
+    names = [name for name, _ in timeline]
+    assert names == ["ack", "reinvite", "dtmf_info", "bye_received"], timeline
+    reinvite = timeline[1][1]
+    assert reinvite["hold"] is True and reinvite["direction"] == "recvonly"
+    assert timeline[2][1]["digit"] == "5"
+    moments = [detail["at"] for _, detail in timeline]
+    loop_now = asyncio.get_running_loop().time()
+    assert all(isinstance(m, float) and m <= loop_now for m in moments)
+    assert moments == sorted(moments)
+    timeline.clear()  # a copy: the leg's own record is untouched
+    assert len(leg.timeline()) == 4
