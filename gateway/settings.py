@@ -59,6 +59,9 @@ class Settings:
     require_https: bool = False
     trusted_proxies: tuple[str, ...] = ()
     sip_trusted_proxies: tuple[str, ...] = ()
+    digest_algorithms: tuple[str, ...] = ("MD5", "SHA-256")
+    auth_failure_limit: int = 20
+    auth_block_seconds: float = 300.0
     secret_key: str | None = None
     secret_key_file: Path | None = None
     rate_limit_per_minute: int = 6000
@@ -152,6 +155,14 @@ _SERVE_FLAGS: dict[str, tuple[str, str]] = {
         "TELEPATH_SIP_TRUSTED_PROXIES",
         "comma-separated CIDRs of SIP proxies in front (e.g. Kamailio) whose Via names the caller",
     ),
+    "digest_algorithms": (
+        "TELEPATH_DIGEST_ALGORITHMS",
+        "digest challenges in order: MD5,SHA-256 (default; many carriers take the first), SHA-256,MD5 or SHA-256",
+    ),
+    "auth_failure_limit": (
+        "TELEPATH_AUTH_FAILURE_LIMIT",
+        "failed digest attempts a minute from one address before it is blocked (default 20)",
+    ),
     "rate_limit": ("TELEPATH_RATE_LIMIT", "API requests per minute per key (default 6000)"),
     "max_calls": ("TELEPATH_MAX_CALLS", "SIP calls at once; more get 503 (default 1000)"),
     "log_level": ("TELEPATH_LOG_LEVEL", "DEBUG, INFO (default), WARNING, ERROR"),
@@ -163,6 +174,7 @@ _SERVE_SWITCHES: dict[str, tuple[str, str]] = {
 }
 # Settings with no flag, from the environment only.
 _ENV_ONLY = {
+    "TELEPATH_AUTH_BLOCK_SECONDS": "auth_block_seconds",
     "TELEPATH_SECRET_KEY": "secret_key",
     "TELEPATH_SECRET_KEY_FILE": "secret_key_file",
     "TELEPATH_VALIDATE_PROVIDER_CREDENTIALS": "validate_provider_credentials",
@@ -245,6 +257,23 @@ def _convert(attr: str, value: str, name: str) -> object:
             except ValueError as exc:
                 raise SettingsError(f"{name}: {net!r} is not a CIDR") from exc
         return nets
+    if attr == "digest_algorithms":
+        names = tuple(v.strip().upper() for v in value.split(",") if v.strip())
+        if not names or len(set(names)) != len(names) or not set(names) <= {"MD5", "SHA-256"}:
+            raise SettingsError(f"{name}: a list of MD5 and/or SHA-256, e.g. MD5,SHA-256")
+        return names
+    if attr == "auth_block_seconds":
+        try:
+            seconds = float(value)
+        except ValueError as exc:
+            raise SettingsError(f"{name}: expected seconds") from exc
+        if not 1 <= seconds <= 86400:
+            raise SettingsError(f"{name}: expected 1 to 86400 seconds")
+        return seconds
+    if attr == "auth_failure_limit":
+        if not value.isdigit() or not 1 <= int(value) <= 100000:
+            raise SettingsError(f"{name}: expected a positive integer")
+        return int(value)
     if attr == "rate_limit_per_minute":
         if not value.isdigit() or int(value) < 1:
             raise SettingsError(f"{name}: expected a positive integer")

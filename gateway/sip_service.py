@@ -40,7 +40,7 @@ from gateway.services import Services
 from gateway.services.trunks import TrunkState
 from gateway.settings import Settings
 from ingress.sip.call import SipCallLeg
-from ingress.sip.digest import AuthDecision, AuthResult, DigestAuthenticator
+from ingress.sip.digest import Algorithm, AuthDecision, AuthResult, DigestAuthenticator
 from ingress.sip.message import Peer, Request, TransportKind
 from ingress.sip.offer_answer import IncompatibleMedia, SdpSession
 from ingress.sip.policy import (
@@ -69,8 +69,6 @@ logger = logging.getLogger(__name__)
 
 _CODECS: dict[str, AudioFormat] = {"pcmu": PCMU, "pcma": PCMA, "g722": G722_16K}
 _NONCE_LABEL = b"telepath sip digest nonce v1"
-#: How long a source that kept failing digest authentication is blocked (then silenced).
-_AUTH_COOL_OFF = 300.0
 _BLOCKED = "too many failed authentications"
 
 
@@ -219,7 +217,9 @@ class SipService:
                 secret=self._secret,
                 lookup=self._lookup,
                 random=secrets.token_bytes,
-                block_seconds=_AUTH_COOL_OFF,
+                algorithms=tuple(Algorithm.from_name(n) for n in self.settings.digest_algorithms),
+                max_failures=self.settings.auth_failure_limit,
+                block_seconds=self.settings.auth_block_seconds,
             )
             self._authenticators[realm] = found
         return found
@@ -271,7 +271,7 @@ class SipService:
         def decide(now: float) -> bool:
             if uas.is_silenced(source.host, now):
                 return uas.drop(call, now)
-            uas.silence(source.host, now + _AUTH_COOL_OFF)
+            uas.silence(source.host, now + self.settings.auth_block_seconds)
             return False
 
         if self.endpoint.act(decide):

@@ -58,6 +58,10 @@ def test_environment_then_flags_win() -> None:
         ((), {"TELEPATH_REDIS_URL": "http://x"}, "redis"),
         (("--sip-tls", "0.0.0.0:5061"), {}, "--tls-cert"),
         ((), {"TELEPATH_AGENT_READY_TIMEOUT": "600"}, "0.1 to 60"),
+        (("--digest-algorithms", "SHA-512"), {}, "MD5 and/or SHA-256"),
+        (("--digest-algorithms", "MD5,MD5"), {}, "MD5 and/or SHA-256"),
+        (("--auth-failure-limit", "0"), {}, "positive integer"),
+        ((), {"TELEPATH_AUTH_BLOCK_SECONDS": "0"}, "1 to 86400"),
     ],
 )
 def test_bad_values_are_clear_errors(argv: tuple[str, ...], env: dict[str, str], text: str) -> None:

@@ -91,3 +91,40 @@ def test_twenty_failures_get_403_once_then_silence(tmp_path: Path) -> None:
         _, logs = own.process.communicate(timeout=20)
     refusals = [line for line in logs.splitlines() if "too many failed authentications" in line]
     assert len(refusals) == 1, refusals  # the 403, logged once; the drops are not
+
+
+def _challenges(sock: socket.socket, call_id: str) -> list[str]:
+    deadline = time.monotonic() + 5
+    while (left := deadline - time.monotonic()) > 0:
+        sock.settimeout(left)
+        data = sock.recv(65535).decode(errors="replace")
+        if f"Call-ID: {call_id}\r\n" in data and data.startswith("SIP/2.0 401"):
+            return [
+                line for line in data.split("\r\n") if line.lower().startswith("www-authenticate:")
+            ]
+    raise AssertionError("no 401")
+
+
+def test_challenge_order_and_failure_limit_are_configurable(tmp_path: Path) -> None:
+    """RFC 8760 lets the server order its challenges; operators may put SHA-256 first or alone."""
+    args = ["--digest-algorithms", "SHA-256,MD5", "--auth-failure-limit", "3"]
+    with gateway(tmp_path / "gw", extra_args=args) as own:
+        user = own.create_trunk()["sip_username"]
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            sock.bind(("127.0.0.1", 0))
+            offered = _challenges(sock, _request(own, sock, "INVITE", user, 1, ""))
+            assert len(offered) == 2
+            assert "algorithm=SHA-256" in offered[0] and "algorithm=MD5" in offered[1]
+            assert all('qop="auth"' in c and f'realm="{REALM}"' in c for c in offered)
+            for n in (2, 3):
+                assert (
+                    _statuses(sock, _guess(own, sock, user, n), until_final=True, wait=5)[-1] == 401
+                )
+            # The third failure reaches the configured limit of 3.
+            assert _statuses(sock, _guess(own, sock, user, 4), until_final=True, wait=5)[-1] == 403
+    with gateway(tmp_path / "gw2", extra_args=["--digest-algorithms", "SHA-256"]) as own:
+        user = own.create_trunk()["sip_username"]
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            sock.bind(("127.0.0.1", 0))
+            offered = _challenges(sock, _request(own, sock, "INVITE", user, 1, ""))
+            assert len(offered) == 1 and "algorithm=SHA-256" in offered[0]
