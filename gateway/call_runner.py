@@ -42,6 +42,7 @@ from gateway.agent_config import agent_config
 from gateway.bridge import BridgeOptions, BridgeResult, CallBridge
 from gateway.ids import looks_like, new_id
 from gateway.leg import CallLeg
+from gateway.logs import call_id_var
 from gateway.services.calls import CallOutcome, TimelineEvent
 from gateway.services.trunks import TrunkState
 from gateway.services.webhooks import END_EVENT
@@ -441,6 +442,8 @@ class CallRunner:
                 leg.context.call_id if looks_like("call", leg.context.call_id) else new_id("call")
             )
         context = replace(leg.context, call_id=call_id, trunk_id=trunk_id, transport=transport)
+        # Every log line of this call (and of the tasks it starts) carries its id.
+        call_id_var.set(call_id)
         background: list[asyncio.Task[None]] = []
         bridge: CallBridge | None = None
         try:

@@ -32,10 +32,12 @@ import hmac
 import logging
 import secrets
 import time
+from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 from gateway.ids import new_id
+from gateway.logs import call_id_var
 from gateway.services import Services
 from gateway.services.trunks import TrunkState
 from gateway.settings import Settings
@@ -70,6 +72,8 @@ logger = logging.getLogger(__name__)
 _CODECS: dict[str, AudioFormat] = {"pcmu": PCMU, "pcma": PCMA, "g722": G722_16K}
 _NONCE_LABEL = b"telepath sip digest nonce v1"
 _BLOCKED = "too many failed authentications"
+_CHALLENGES_REMEMBERED = 10_000
+_CHALLENGE_TTL = 60.0
 
 
 def trunk_policy(state: TrunkState) -> TrunkPolicy:
@@ -121,6 +125,8 @@ class SipService:
         self._authenticators: dict[str, DigestAuthenticator] = {}
         self._lookup_state: TrunkState | None = None
         self._legs: dict[str, SipCallLeg] = {}
+        # Call-ID -> (first INVITE, 401 sent) on the loop clock, for the call's timeline.
+        self._challenged: OrderedDict[str, tuple[float, float]] = OrderedDict()
         self._tasks: set[asyncio.Task[None]] = set()
 
     # -- addresses ----------------------------------------------------------------------------
@@ -156,6 +162,12 @@ class SipService:
         address = (settings.sip.host, settings.sip.port)
         await endpoint.start(udp=address, tcp=address, tls=tls)
         self.endpoint = endpoint
+        if not settings.public_address and settings.sip.host in ("0.0.0.0", "::", ""):
+            logger.warning(
+                "no --public-address: SDP and Contact advertise %s; callers on other machines "
+                "need --public-address set to an address they can reach",
+                self.public_address,
+            )
         # Draining: OPTIONS probes and new INVITEs get 503 from the core itself, so the SIP
         # load balancer takes this node out of rotation at once (docs/deployment.md).
         self.services.drain.on_begin(
@@ -323,6 +335,7 @@ class SipService:
             request_uri=fields.request_uri,
             headers=fields.headers,
         )
+        call_id_var.set(context.call_id)  # this INVITE's log lines carry the call's id
         timeline: list[tuple[str, Mapping[str, object]]] = [
             ("invite", {"at": t_invite, "transport": source.transport.value.lower()})
         ]
@@ -345,6 +358,12 @@ class SipService:
         if refused is not None and refused.reason == _BLOCKED:
             self._refuse_blocked(call, refused, user, source)
             return
+        if refused is not None and refused.status == 401 and request.call_id:
+            # Most user agents resend the INVITE with credentials under the same Call-ID:
+            # the call that follows gets this challenge in its timeline.
+            self._challenged[request.call_id] = (t_invite, loop.time())
+            while len(self._challenged) > _CHALLENGES_REMEMBERED:
+                self._challenged.popitem(last=False)
         if refused is not None:
             self._reject(call, refused, user, source)
             if refused.end is not None and state is not None:
@@ -358,6 +377,11 @@ class SipService:
                 )
             return
         assert state is not None  # authenticated or address-allowed implies a trunk
+        challenged = self._challenged.pop(request.call_id or "", None)
+        if challenged is not None and loop.time() - challenged[1] < _CHALLENGE_TTL:
+            first_invite, challenge = challenged
+            timeline[0] = ("invite", {**timeline[0][1], "at": first_invite})
+            timeline.append(("challenge", {"at": challenge}))
         timeline.append(("authenticated", {}))
         await self._connect(call, state, context, source, timeline, user)
 
@@ -386,8 +410,19 @@ class SipService:
             return _Refused(400, "malformed credentials", None)
         offered = _challenge_quirks(request, result.challenges)
         challenges = tuple(("WWW-Authenticate", c) for c in offered)
+        if result.reason == "wrong credentials" and state is not None:
+            # A failed call the operator should see (issue 7: reason auth_failed): the
+            # carrier is configured with a wrong password for this trunk. A first INVITE
+            # without credentials, or a stale nonce, is the normal challenge and no failure.
+            end = CallEnd(
+                DisconnectReason.AUTH_FAILED,
+                Blame.CARRIER,
+                "Digest authentication failed: the carrier sent a wrong password for this trunk",
+                401,
+            )
+            return _Refused(401, "wrong credentials", end, challenges)
         has_credentials = "Authorization" in request.headers
-        reason = "wrong credentials" if has_credentials else "challenge"
+        reason = "credentials refused" if has_credentials else "challenge"
         return _Refused(401, reason, None, challenges)
 
     async def _connect(

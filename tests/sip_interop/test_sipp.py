@@ -7,6 +7,7 @@ are checked afterwards.
 
 from __future__ import annotations
 
+import json
 import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -97,6 +98,10 @@ def test_authenticated_call_caller_hangs_up(gw: Gateway, tmp_path: Path) -> None
     assert record["disconnect_reason"] == "hangup" and record["blame"] == "caller"
     assert record["from_number"] == "+15551230001"
     assert record["sip_status"] == 200
+    # The challenged first INVITE (same Call-ID) opens the timeline (issue 7's event list).
+    names = [e["event"] for e in record["timeline"]]
+    assert names[:3] == ["invite", "challenge", "authenticated"], names
+    assert names.index("ringing") < names.index("answered")
     [start] = agent.starts
     assert start["headers"]["X-Customer-Id"] == "cust-42"  # X- headers reach the agent as sent
     assert start["headers"]["X-SIP-Call-ID"] == record["sip_call_id"]
@@ -154,7 +159,11 @@ def test_wrong_password_is_challenged_again(gw: Gateway, tmp_path: Path) -> None
         cwd=tmp_path,
     )
     sipp_ok(result, tmp_path)
-    assert gw.calls(trunk_id=trunk["id"]) == []  # authentication failures make no record
+    # The challenge itself is no failure; the wrong password is, and the operator sees it.
+    [record] = gw.calls(trunk_id=trunk["id"])
+    assert record["status"] == "failed" and record["disconnect_reason"] == "auth_failed"
+    assert record["blame"] == "carrier" and record["sip_status"] == 401
+    assert "wrong password" in record["disconnect_explanation"]
 
 
 def test_unknown_user_reads_like_a_wrong_password(gw: Gateway, tmp_path: Path) -> None:
@@ -446,12 +455,19 @@ def test_rejections_are_logged_once_without_secrets(tmp_path: Path) -> None:
             number,
         )
         time.sleep(0.5)
+        own_failed = next(c for c in own.calls() if c["disconnect_reason"] == "auth_failed")
         own.process.terminate()
         _, logs = own.process.communicate(timeout=20)
     refusals = [line for line in logs.splitlines() if "SIP INVITE refused" in line]
     assert len(refusals) == 2, logs[-3000:]
+    # The wrong password left a failed record for the operator (reason auth_failed).
+    failed = own_failed
+    assert failed["status"] == "failed" and failed["disconnect_reason"] == "auth_failed"
+    assert failed["blame"] == "carrier" and failed["sip_status"] == 401
     assert f"user='{user}'" in refusals[0] and "reason=wrong credentials status=401" in refusals[0]
     assert "source=127.0.0.1:" in refusals[0] and "transport=UDP" in refusals[0]
+    # Structured logs: every call-related line carries the call's id.
+    assert all(json.loads(line)["call_id"].startswith("call_") for line in refusals)
     assert "reason=number not allowed status=403" in refusals[1]
     authorization = [
         line for line in sipp_messages(wrong).splitlines() if line.startswith("Authorization:")

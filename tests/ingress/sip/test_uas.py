@@ -614,3 +614,28 @@ def test_draining_answers_options_and_new_invites_503_but_keeps_dialogs() -> Non
     h.feed(fresh)
     assert h.statuses() == [100, 503] or h.statuses() == [503]
     assert len(h.of_type(CallOffered)) == offered_before
+
+
+def test_a_sips_call_over_tls_gets_a_sips_contact() -> None:
+    """RFC 3261 §12.1.1 / §19.1: a dialog set up with a SIPS Request-URI keeps SIPS in our
+    Contact, so in-dialog requests stay on TLS."""
+    tls_peer = Peer(TransportKind.TLS, "198.51.100.40", 5061)
+    invite = (
+        ASTERISK.replace(
+            b"INVITE sip:telepath-pbx@203.0.113.10:5060",
+            b"INVITE sips:telepath-pbx@203.0.113.10:5061",
+        )
+        .replace(b"Via: SIP/2.0/UDP 198.51.100.40:5060", b"Via: SIP/2.0/TLS 198.51.100.40:5061")
+        .replace(
+            b"Contact: <sip:asterisk@198.51.100.40:5060>",
+            b"Contact: <sips:asterisk@198.51.100.40:5061>",
+        )
+    )
+    h = Harness()
+    _, ok = h.answered_call(invite, tls_peer)
+    assert ok.status == 200
+    [contact] = ok.contacts
+    assert str(contact.uri).startswith("sips:")
+    plain = Harness()
+    _, ok_plain = plain.answered_call(ASTERISK, UDP_PEER)
+    assert str(ok_plain.contacts[0].uri).startswith("sip:")
