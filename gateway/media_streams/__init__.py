@@ -6,7 +6,7 @@ builders and signature checks it drives). docs/media-streams.md describes the fl
 Modules::
 
     urls.py         the webhook URLs a trunk shows (``--public-url`` + path)
-    tokens.py       one-time call tokens: webhook → WebSocket (sans-clock)
+    tokens.py       one-time call tokens: webhook → WebSocket (in memory, or in Redis across nodes)
     carrier_api.py  REST: hang up (Twilio, Telnyx CC/TeXML), Call Control answer + stream
     leg.py          MediaStreamLeg (a CallLeg over the socket) and OutboundPacer (sans-I/O)
     session.py      the WebSocket loop of one stream; MediaStreamHub (per-process state)

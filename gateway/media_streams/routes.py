@@ -21,10 +21,11 @@ from __future__ import annotations
 import time
 
 from quart import Blueprint, Quart, Response, current_app, request, websocket
+from redis.asyncio import Redis
 
 from gateway.media_streams.carrier_api import CarrierApi
 from gateway.media_streams.session import MediaStreamHub, run_media_stream
-from gateway.media_streams.tokens import CallTokenStore
+from gateway.media_streams.tokens import LocalTicketStore, RedisTicketStore, TicketStore
 from gateway.media_streams.urls import TELNYX_VOICE_PATH, TWILIO_STATUS_PATH, TWILIO_VOICE_PATH
 from gateway.media_streams.webhooks import CarrierWebhooks, WebhookReply
 from gateway.services import Services
@@ -45,10 +46,23 @@ _EXTENSION = "telepath_media_streams"
 def register_media_streams(
     app: Quart, services: Services, *, hub: MediaStreamHub | None = None
 ) -> MediaStreamHub:
-    """Mount the carrier routes on ``app`` with this process's hub (made if not given)."""
+    """Mount the carrier routes on ``app`` with this process's hub (made if not given).
+
+    With ``--redis`` (``services.shared`` set) the call tokens live in Redis, sealed with
+    the deployment's keyring, so a webhook and its WebSocket may reach different nodes;
+    without it they live in this process.
+    """
     settings = services.settings
+    redis: Redis | None = None
+    tokens: TicketStore
+    if hub is None and services.shared is not None and settings.redis_url:
+        # Its own small pool: ticket traffic must not queue behind the pub/sub listener.
+        redis = Redis.from_url(settings.redis_url, socket_timeout=2, socket_connect_timeout=2)
+        tokens = RedisTicketStore(redis, services.keyring)
+    else:
+        tokens = LocalTicketStore()
     made = hub or MediaStreamHub(
-        tokens=CallTokenStore(),
+        tokens=tokens,
         api=CarrierApi(
             twilio_api_url=settings.twilio_api_url, telnyx_api_url=settings.telnyx_api_url
         ),
@@ -60,6 +74,8 @@ def register_media_streams(
     @app.after_serving
     async def _close_carrier_clients() -> None:
         await made.api.aclose()
+        if redis is not None:
+            await redis.aclose()
 
     return made
 

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Protocol
 from gateway.media_streams.carrier_api import CarrierApi, CarrierApiError
 from gateway.media_streams.leg import MediaStreamLeg
 from gateway.media_streams.records import reconcile
-from gateway.media_streams.tokens import CallTicket, CallTokenStore
+from gateway.media_streams.tokens import CallTicket, TicketStore, TicketStoreError
 from ingress.media_streams.errors import MediaStreamProtocolError, SignatureError
 from ingress.media_streams.events import (
     Carrier,
@@ -86,7 +86,7 @@ class MediaStreamHub:
     retries and reorders webhooks, carriers.md §2.1), bounded.
     """
 
-    tokens: CallTokenStore
+    tokens: TicketStore
     api: CarrierApi
     start_timeout_s: float = 10.0
     legs: dict[str, MediaStreamLeg] = field(default_factory=dict)
@@ -173,7 +173,13 @@ async def run_media_stream(
     """Serve one carrier WebSocket to its end. Never raises for what the peer does."""
     loop = asyncio.get_running_loop()
     await ws.accept()
-    ticket = hub.tokens.redeem(token, carrier.value, now=loop.time())
+    try:
+        ticket = await hub.tokens.redeem(token, carrier.value, now=loop.time())
+    except TicketStoreError as exc:
+        # Fail closed: a token we cannot spend cluster-wide must not let a socket in.
+        logger.warning("%s media stream refused: %s", carrier.value, exc)
+        await ws.close(POLICY_VIOLATION, "call token store unavailable")
+        return
     if ticket is None:
         logger.info("%s media stream refused: unknown, used or expired token", carrier.value)
         await ws.close(POLICY_VIOLATION, "invalid call token")

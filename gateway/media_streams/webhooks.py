@@ -31,7 +31,7 @@ from gateway.ids import new_id
 from gateway.media_streams.carrier_api import CarrierApiError
 from gateway.media_streams.records import CarrierReport, apply_carrier_report, find_carrier_call
 from gateway.media_streams.session import MediaStreamHub
-from gateway.media_streams.tokens import CallTicket
+from gateway.media_streams.tokens import CallTicket, TicketStoreError
 from ingress.media_streams.errors import (
     MediaStreamConfigError,
     MediaStreamProtocolError,
@@ -162,8 +162,8 @@ class CarrierWebhooks:
             carrier_account_id=event.account_sid,
         )
         url = await self._stream_url(trunk, context, ticket)
-        if url is None:
-            return WebhookReply(503, "set --public-url to the gateway's https:// address")
+        if isinstance(url, WebhookReply):
+            return url
         twiml = twilio_connect_stream(url, _parameters(context))
         return WebhookReply(200, twiml, XML)
 
@@ -265,8 +265,8 @@ class CarrierWebhooks:
             carrier_account_id=event.account_sid,
         )
         url = await self._stream_url(trunk, context, ticket)
-        if url is None:
-            return WebhookReply(503, "set --public-url to the gateway's https:// address")
+        if isinstance(url, WebhookReply):
+            return url
         return WebhookReply(200, texml_connect_stream(url, _parameters(context), codec=PCMU), XML)
 
     async def _telnyx_call_control(self, trunk: TrunkState, raw: bytes) -> WebhookReply:
@@ -327,7 +327,7 @@ class CarrierWebhooks:
             stream_auth_token=auth_token,
         )
         url = await self._stream_url(trunk, context, ticket)
-        if url is None:
+        if isinstance(url, WebhookReply):
             return
         body = telnyx_streaming_start_body(
             url,
@@ -340,7 +340,7 @@ class CarrierWebhooks:
             await self.hub.api.telnyx_answer_and_stream(key, ccid, body, command_id=context.call_id)
         except CarrierApiError as exc:
             logger.warning("call_id=%s Telnyx answer/stream failed: %s", context.call_id, exc)
-            self.hub.tokens.revoke_call(context.call_id)
+            await self._revoke(context.call_id)
             end = CallEnd(
                 DisconnectReason.CARRIER_ERROR,
                 Blame.CARRIER,
@@ -398,18 +398,23 @@ class CarrierWebhooks:
 
     async def _stream_url(
         self, trunk: TrunkState, context: CallContext, ticket: CallTicket
-    ) -> str | None:
-        """Write the call record (ringing) and issue the one-time token; the WS URL."""
+    ) -> str | WebhookReply:
+        """Write the call record (ringing) and issue the one-time token; the WS URL, or
+        the 503 to answer when the gateway cannot take the stream."""
         loop = asyncio.get_running_loop()
-        token = self.hub.tokens.issue(ticket, now=loop.time())
+        try:
+            token = await self.hub.tokens.issue(ticket, now=loop.time())
+        except TicketStoreError as exc:
+            logger.error("call_id=%s no stream token issued: %s", context.call_id, exc)
+            return WebhookReply(503, "the gateway's call token store is unavailable")
         try:
             url = media_stream_url(
                 self.services.settings.http_base_url, Carrier(ticket.carrier), token
             )
         except MediaStreamConfigError as exc:
-            self.hub.tokens.revoke_call(ticket.call_id)
+            await self._revoke(ticket.call_id)
             logger.error("media streams need an https:// --public-url: %s", exc)
-            return None
+            return WebhookReply(503, "set --public-url to the gateway's https:// address")
         await self.services.calls.create(
             call_id=context.call_id,
             account_id=ticket.account_id,
@@ -428,6 +433,13 @@ class CarrierWebhooks:
         )
         return url
 
+    async def _revoke(self, call_id: str) -> None:
+        # A ticket left behind expires with its TTL; a failed revoke only shortens nothing.
+        try:
+            await self.hub.tokens.revoke_call(call_id)
+        except TicketStoreError as exc:
+            logger.warning("call_id=%s stream tokens not revoked: %s", call_id, exc)
+
     async def _report(
         self, trunk: TrunkState, carrier: Carrier, carrier_call_id: str, report: CarrierReport
     ) -> None:
@@ -439,7 +451,7 @@ class CarrierWebhooks:
         if leg is not None:
             leg.carrier_closed(report.end)
         else:
-            self.hub.tokens.revoke_call(call.id)  # the stream never came: it never will
+            await self._revoke(call.id)  # the stream never came: it never will
         done = await apply_carrier_report(
             self.services, trunk, call, report, stream_running=leg is not None
         )
