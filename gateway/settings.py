@@ -239,6 +239,19 @@ def _url(value: str, name: str, schemes: Sequence[str]) -> str:
     return value.rstrip("/")
 
 
+# Numeric settings: allowed ranges (seconds) and upper bounds (counts, from 1).
+_SECONDS: dict[str, tuple[float, float]] = {
+    "agent_ready_timeout": (0.1, 60),
+    "auth_block_seconds": (1, 86_400),
+    "drain_timeout": (0, 86_400),
+}
+_COUNTS: dict[str, int] = {
+    "rate_limit_per_minute": 1_000_000_000,
+    "auth_failure_limit": 100_000,
+    "max_calls": 1_000_000,
+}
+
+
 def _convert(attr: str, value: str, name: str) -> object:
     """Turn one raw string into the typed value of ``Settings.attr``."""
     if attr in ("http", "sip", "sip_tls"):
@@ -257,39 +270,25 @@ def _convert(attr: str, value: str, name: str) -> object:
             except ValueError as exc:
                 raise SettingsError(f"{name}: {net!r} is not a CIDR") from exc
         return nets
+    if attr in _SECONDS:
+        low, high = _SECONDS[attr]
+        try:
+            seconds = float(value)
+        except ValueError as exc:
+            raise SettingsError(f"{name}: expected seconds") from exc
+        if not low <= seconds <= high:
+            raise SettingsError(f"{name}: expected {low:g} to {high:g} seconds")
+        return seconds
+    if attr in _COUNTS:
+        high_count = _COUNTS[attr]
+        if not value.isdigit() or not 1 <= int(value) <= high_count:
+            raise SettingsError(f"{name}: expected a positive integer up to {high_count}")
+        return int(value)
     if attr == "digest_algorithms":
         names = tuple(v.strip().upper() for v in value.split(",") if v.strip())
         if not names or len(set(names)) != len(names) or not set(names) <= {"MD5", "SHA-256"}:
             raise SettingsError(f"{name}: a list of MD5 and/or SHA-256, e.g. MD5,SHA-256")
         return names
-    if attr == "auth_block_seconds":
-        try:
-            seconds = float(value)
-        except ValueError as exc:
-            raise SettingsError(f"{name}: expected seconds") from exc
-        if not 1 <= seconds <= 86400:
-            raise SettingsError(f"{name}: expected 1 to 86400 seconds")
-        return seconds
-    if attr == "auth_failure_limit":
-        if not value.isdigit() or not 1 <= int(value) <= 100000:
-            raise SettingsError(f"{name}: expected a positive integer")
-        return int(value)
-    if attr == "rate_limit_per_minute":
-        if not value.isdigit() or int(value) < 1:
-            raise SettingsError(f"{name}: expected a positive integer")
-        return int(value)
-    if attr == "max_calls":
-        if not value.isdigit() or not 1 <= int(value) <= 1_000_000:
-            raise SettingsError(f"{name}: expected an integer from 1 to 1000000")
-        return int(value)
-    if attr == "agent_ready_timeout":
-        try:
-            seconds = float(value)
-        except ValueError as exc:
-            raise SettingsError(f"{name}: expected seconds") from exc
-        if not 0.1 <= seconds <= 60:
-            raise SettingsError(f"{name}: expected 0.1 to 60 seconds")
-        return seconds
     if attr in ("openai_api_url", "elevenlabs_api_url", "twilio_api_url", "telnyx_api_url"):
         return _url(value, name, ("http", "https"))
     if attr in ("openai_realtime_url", "elevenlabs_ws_url"):
@@ -300,14 +299,6 @@ def _convert(attr: str, value: str, name: str) -> object:
                 f"{name}: use sqlite://PATH or postgres://user:pass@host/db, got {value[:40]!r}"
             )
         return value
-    if attr == "drain_timeout":
-        try:
-            seconds = float(value)
-        except ValueError as exc:
-            raise SettingsError(f"{name}: expected seconds") from exc
-        if not 0 <= seconds <= 86_400:
-            raise SettingsError(f"{name}: expected 0 to 86400 seconds")
-        return seconds
     if attr == "redis_url":
         return _url(value, name, ("redis", "rediss", "unix"))
     if attr == "public_url":
