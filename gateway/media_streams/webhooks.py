@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets as random_source
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Literal
@@ -31,7 +31,7 @@ from gateway.ids import new_id
 from gateway.media_streams.carrier_api import CarrierApiError
 from gateway.media_streams.records import CarrierReport, apply_carrier_report, find_carrier_call
 from gateway.media_streams.session import MediaStreamHub
-from gateway.media_streams.tokens import CallTicket, TicketStoreError
+from gateway.media_streams.tokens import CallTicket, TelnyxMode, TicketStoreError
 from ingress.media_streams.errors import (
     MediaStreamConfigError,
     MediaStreamProtocolError,
@@ -42,6 +42,7 @@ from ingress.media_streams.events import (
     TelnyxCallHungUp,
     TelnyxCallInitiated,
     TelnyxStreamingFailed,
+    TwilioCallStatusChanged,
 )
 from ingress.media_streams.signatures import (
     TelnyxWebhookVerifier,
@@ -51,6 +52,7 @@ from ingress.media_streams.signatures import (
 from ingress.media_streams.telnyx import parse_telnyx_call_event, telnyx_streaming_start_body
 from ingress.media_streams.twilio import parse_twilio_call_status
 from ingress.media_streams.twiml import (
+    RejectReason,
     media_stream_url,
     texml_connect_stream,
     texml_reject,
@@ -139,33 +141,12 @@ class CarrierWebhooks:
             return WebhookReply(200, twilio_reject(), XML)
         if refusal is not None or pairs is None:
             return refusal or _BAD
-        try:
-            event = parse_twilio_call_status(dict(pairs))
-        except MediaStreamProtocolError as exc:
-            logger.warning("trunk_id=%s Twilio voice webhook malformed: %s", trunk_id, exc)
+        event = _call_status(pairs, trunk_id, "Twilio voice webhook")
+        if event is None:
             return _BAD
-        context = _context(
-            trunk, Carrier.TWILIO, event.call_sid, event.from_number, event.to_number
+        return await self._answer_form_call(
+            trunk, Carrier.TWILIO, event, twilio_reject, twilio_connect_stream, None
         )
-        refused = await self._admit(trunk, context)
-        if refused is not None:
-            reason = None if refused == "inactive" else refused
-            return WebhookReply(200, twilio_reject(reason), XML)
-        ticket = CallTicket(
-            carrier="twilio",
-            trunk_id=trunk.trunk.id,
-            account_id=_account_id(trunk),
-            call_id=context.call_id,
-            carrier_call_id=event.call_sid,
-            from_number=context.from_number,
-            to_number=context.to_number,
-            carrier_account_id=event.account_sid,
-        )
-        url = await self._stream_url(trunk, context, ticket)
-        if isinstance(url, WebhookReply):
-            return url
-        twiml = twilio_connect_stream(url, _parameters(context))
-        return WebhookReply(200, twiml, XML)
 
     async def twilio_status(
         self, trunk_id: str, *, path: str, query: str, raw: bytes, signature: str | None
@@ -178,10 +159,8 @@ class CarrierWebhooks:
             return WebhookReply(404, "unknown trunk")
         if refusal is not None or pairs is None:
             return refusal or _BAD
-        try:
-            event = parse_twilio_call_status(dict(pairs))
-        except MediaStreamProtocolError as exc:
-            logger.warning("trunk_id=%s Twilio status callback malformed: %s", trunk_id, exc)
+        event = _call_status(pairs, trunk_id, "Twilio status callback")
+        if event is None:
             return _BAD
         if event.end is None:
             return _OK  # ringing / in-progress: nothing to record
@@ -230,11 +209,9 @@ class CarrierWebhooks:
         return await self._texml(trunk, pairs)
 
     async def _texml(self, trunk: TrunkState, pairs: Pairs) -> WebhookReply:
-        try:
-            # TeXML webhooks are Twilio-shaped forms (TX-TEXML-CB); CallSid = call_control_id.
-            event = parse_twilio_call_status(dict(pairs))
-        except MediaStreamProtocolError as exc:
-            logger.warning("trunk_id=%s TeXML webhook malformed: %s", trunk.trunk.id, exc)
+        # TeXML webhooks are Twilio-shaped forms (TX-TEXML-CB); CallSid = call_control_id.
+        event = _call_status(pairs, trunk.trunk.id, "TeXML webhook")
+        if event is None:
             return _BAD
         if event.end is not None:
             report = CarrierReport(
@@ -245,29 +222,9 @@ class CarrierWebhooks:
             )
             await self._report(trunk, Carrier.TELNYX, event.call_sid, report)
             return _OK
-        context = _context(
-            trunk, Carrier.TELNYX, event.call_sid, event.from_number, event.to_number
+        return await self._answer_form_call(
+            trunk, Carrier.TELNYX, event, texml_reject, texml_connect_stream, "texml"
         )
-        refused = await self._admit(trunk, context)
-        if refused is not None:
-            reason = None if refused == "inactive" else refused
-            return WebhookReply(200, texml_reject(reason), XML)
-        ticket = CallTicket(
-            carrier="telnyx",
-            trunk_id=trunk.trunk.id,
-            account_id=_account_id(trunk),
-            call_id=context.call_id,
-            carrier_call_id=event.call_sid,
-            from_number=context.from_number,
-            to_number=context.to_number,
-            codec=PCMU.name,
-            telnyx_mode="texml",
-            carrier_account_id=event.account_sid,
-        )
-        url = await self._stream_url(trunk, context, ticket)
-        if isinstance(url, WebhookReply):
-            return url
-        return WebhookReply(200, texml_connect_stream(url, _parameters(context), codec=PCMU), XML)
 
     async def _telnyx_call_control(self, trunk: TrunkState, raw: bytes) -> WebhookReply:
         try:
@@ -352,6 +309,38 @@ class CarrierWebhooks:
             await self._report(trunk, Carrier.TELNYX, ccid, report)
 
     # --- shared steps -------------------------------------------------------------------
+
+    async def _answer_form_call(
+        self,
+        trunk: TrunkState,
+        carrier: Carrier,
+        event: TwilioCallStatusChanged,
+        reject: Callable[[RejectReason | None], str],
+        connect: Callable[[str, Mapping[str, str]], str],
+        telnyx_mode: TelnyxMode | None,
+    ) -> WebhookReply:
+        """Answer a TwiML/TeXML voice webhook: ``<Reject>`` the call or stream it (PCMU)."""
+        context = _context(trunk, carrier, event.call_sid, event.from_number, event.to_number)
+        refused = await self._admit(trunk, context)
+        if refused is not None:
+            reason = None if refused == "inactive" else refused
+            return WebhookReply(200, reject(reason), XML)
+        ticket = CallTicket(
+            carrier="twilio" if carrier is Carrier.TWILIO else "telnyx",
+            trunk_id=trunk.trunk.id,
+            account_id=_account_id(trunk),
+            call_id=context.call_id,
+            carrier_call_id=event.call_sid,
+            from_number=context.from_number,
+            to_number=context.to_number,
+            codec=PCMU.name,
+            telnyx_mode=telnyx_mode,
+            carrier_account_id=event.account_sid,
+        )
+        url = await self._stream_url(trunk, context, ticket)
+        if isinstance(url, WebhookReply):
+            return url
+        return WebhookReply(200, connect(url, _parameters(context)), XML)
 
     async def _admit(
         self, trunk: TrunkState, context: CallContext
@@ -463,6 +452,15 @@ class CarrierWebhooks:
             report.end.blame.value,
             done,
         )
+
+
+def _call_status(pairs: Pairs, trunk_id: str, what: str) -> TwilioCallStatusChanged | None:
+    """The Twilio-shaped form as a typed event; ``None`` (logged) when it is malformed."""
+    try:
+        return parse_twilio_call_status(dict(pairs))
+    except MediaStreamProtocolError as exc:
+        logger.warning("trunk_id=%s %s malformed: %s", trunk_id, what, exc)
+        return None
 
 
 def _account_id(trunk: TrunkState) -> str:

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 from collections.abc import Mapping
 from typing import Any, Final, Literal
 
@@ -44,12 +43,10 @@ from ingress.media_streams.errors import (
 from ingress.media_streams.events import (
     Carrier,
     CarrierErrorReported,
-    ChunkSequencer,
     MediaStreamEvent,
     StreamConnected,
     StreamStarted,
     StreamState,
-    StreamStats,
     StreamStopped,
     TelnyxCallAnswered,
     TelnyxCallEvent,
@@ -62,6 +59,7 @@ from ingress.media_streams.events import (
     TelnyxWebhookEvent,
 )
 from ingress.media_streams.hangup_causes import classify_telnyx_hangup
+from ingress.media_streams.stream_codec import StreamCodecBase, read_digit
 from ingress.media_streams.twiml import check_stream_url
 from media import (
     G722_16K,
@@ -74,7 +72,6 @@ from media import (
     Encoding,
     MarkPlayed,
 )
-from media.frames import DTMF_DIGITS
 
 __all__ = [
     "TelnyxStreamCodec",
@@ -121,7 +118,7 @@ def telnyx_codec(audio_format: AudioFormat) -> tuple[str, int | None]:
     raise MediaStreamConfigError(f"Telnyx cannot play {audio_format} back on a stream")
 
 
-class TelnyxStreamCodec:
+class TelnyxStreamCodec(StreamCodecBase):
     """Decode messages from Telnyx and encode messages to Telnyx, for one stream.
 
     ``outbound_format`` must match the ``stream_bidirectional_codec`` (and sampling rate)
@@ -130,6 +127,10 @@ class TelnyxStreamCodec:
     """
 
     carrier = Carrier.TELNYX
+    _where = _WHERE
+    _name = "Telnyx"
+    _stream_key = "stream_id"
+    _sequence_key = "sequence_number"
 
     def __init__(
         self,
@@ -143,13 +144,11 @@ class TelnyxStreamCodec:
         telnyx_codec(outbound_format)  # refuse an impossible outbound format up front
         self.outbound_format = outbound_format
         self.l16_big_endian = l16_big_endian
-        self.max_message_chars = max_message_chars
-        self.max_payload_bytes = max_payload_bytes
-        self.max_custom_parameters = max_custom_parameters
-        self.stats = StreamStats()
-        self.state = StreamState.AWAITING_START
-        self.started: StreamStarted | None = None
-        self._sequencer = ChunkSequencer(self.stats)
+        super().__init__(
+            max_message_chars=max_message_chars,
+            max_payload_bytes=max_payload_bytes,
+            max_custom_parameters=max_custom_parameters,
+        )
 
     # --- inbound ------------------------------------------------------------------------
 
@@ -161,13 +160,10 @@ class TelnyxStreamCodec:
         Raises ``MediaStreamProtocolError`` (or ``UnsupportedMediaFormatError``) for any
         message that is malformed or out of place.
         """
-        message = parse_json_object(text, max_chars=self.max_message_chars)
-        self.stats.messages += 1
-        event = read_str(message, "event", _WHERE, max_chars=64)
-        read_optional_counter(message, "sequence_number", _WHERE)  # a string of digits when present
-        if self.state is StreamState.STOPPED:
-            self.stats.ignored_after_stop += 1
+        opened = self._open(text)
+        if opened is None:
             return []
+        message, event = opened
         if event == "connected":
             version = read_optional_str(message, "version", _WHERE, max_chars=64)
             # TX-ASYNC's connected frame reportedly repeats stream_auth_token here as well
@@ -186,9 +182,7 @@ class TelnyxStreamCodec:
             return []
         if event == "error":  # may come at any time, even before start
             return [_error(message)]
-        started = self.started
-        if started is None:
-            raise MediaStreamProtocolError(f"telnyx sent {event} before start")
+        started = self._require_started(event)
         stream_id = read_optional_str(message, "stream_id", _WHERE)
         if stream_id is not None and stream_id != started.stream_id:
             raise MediaStreamProtocolError(
@@ -198,10 +192,7 @@ class TelnyxStreamCodec:
             return self._media(message, started, received_at)
         if event == "dtmf":
             dtmf = read_object(message, "dtmf", _WHERE)
-            digit = read_str(dtmf, "digit", "telnyx.dtmf", max_chars=1).upper()
-            if digit not in DTMF_DIGITS:
-                raise MediaStreamProtocolError(f"telnyx.dtmf.digit {digit!r} is not a DTMF digit")
-            return [DtmfDigit(digit)]
+            return [DtmfDigit(read_digit(dtmf, "telnyx.dtmf"))]
         if event == "mark":
             mark = read_object(message, "mark", _WHERE)
             return [MarkPlayed(read_str(mark, "name", "telnyx.mark"))]
@@ -234,9 +225,7 @@ class TelnyxStreamCodec:
             client_state=read_optional_str(start, "client_state", "telnyx.start", max_chars=8192),
             tags=read_str_list(start, "tags", "telnyx.start"),
         )
-        self.started = started
-        self.state = StreamState.STREAMING
-        return started
+        return self._take_started(started)
 
     @staticmethod
     def _inbound_format(media_format: JsonObject) -> AudioFormat:
@@ -297,22 +286,17 @@ class TelnyxStreamCodec:
         fmt = started.media_format
         if fmt.encoding is Encoding.L16 and len(payload) % 2:
             raise MediaStreamProtocolError("telnyx L16 payload has an odd number of bytes")
-        if track != "inbound":
-            # stream_track=both_tracks also streams what we play; the agent wants the caller.
-            self.stats.other_track_frames += 1
-            return []
-        if not self._sequencer.accept(track, chunk):
-            return []
-        if not payload:
-            self.stats.empty_frames += 1
+        # stream_track=both_tracks also streams what we play; the agent wants the caller.
+        if not self._accept_media(track, chunk, payload):
             return []
         if fmt.encoding is Encoding.L16 and self.l16_big_endian:
             payload = _swap16(payload)
-        self.stats.media_frames += 1
-        self.stats.media_bytes += len(payload)
         return [AudioFrame(fmt, payload, timestamp, received_at)]
 
     # --- outbound -----------------------------------------------------------------------
+    # TX-MS needs no stream_id on outbound frames, but we only know the stream (and that
+    # bidirectional mode is on) after start; the messages include the id as other
+    # implementations do, so a frame can always be traced to its stream.
 
     def encode_media(self, payload: bytes) -> str:
         """A ``media`` message with raw ``outbound_format`` bytes (no RTP header).
@@ -320,22 +304,14 @@ class TelnyxStreamCodec:
         TX-MS: chunks of "20 milliseconds to 30 seconds"; played in order. L16 is given
         little-endian (our ``Encoding.L16``) and sent in the wire byte order.
         """
-        stream_id = self._outbound_stream_id()
-        if not isinstance(payload, bytes | bytearray | memoryview) or not payload:
-            raise MediaStreamStateError("telnyx media payload must be non-empty bytes")
+        stream_id = self._check_media(payload)
         data = bytes(payload)
         if self.outbound_format.encoding is Encoding.L16:
             if len(data) % 2:
                 raise MediaStreamStateError("an L16 payload needs an even number of bytes")
             if self.l16_big_endian:
                 data = _swap16(data)
-        return _dumps(
-            {
-                "event": "media",
-                "stream_id": stream_id,
-                "media": {"payload": base64.b64encode(data).decode("ascii")},
-            }
-        )
+        return self._media_message(stream_id, data)
 
     def encode_frame(self, frame: AudioFrame) -> str:
         """``encode_media`` for a frame, which must be in ``outbound_format``."""
@@ -347,25 +323,12 @@ class TelnyxStreamCodec:
 
     def encode_mark(self, name: str) -> str:
         """A ``mark``; Telnyx echoes it when the audio before it has played (or was cleared)."""
-        stream_id = self._outbound_stream_id()
-        if not isinstance(name, str) or not name:
-            raise MediaStreamStateError("a mark needs a non-empty name")
-        return _dumps({"event": "mark", "stream_id": stream_id, "mark": {"name": name}})
+        return self._mark_message(name)
 
     def encode_clear(self) -> str:
         """A ``clear``: "immediately stop the media playing on the stream and clear the
         media queue" (TX-MS); pending marks come back."""
-        return _dumps({"event": "clear", "stream_id": self._outbound_stream_id()})
-
-    def _outbound_stream_id(self) -> str:
-        # TX-MS needs no stream_id on outbound frames, but we only know the stream (and
-        # that bidirectional mode is on) after start; include the id as other
-        # implementations do, so a frame can always be traced to its stream.
-        if self.started is None:
-            raise MediaStreamStateError("cannot send to Telnyx before its start message")
-        if self.state is StreamState.STOPPED:
-            raise MediaStreamStateError("the Telnyx stream has stopped")
-        return self.started.stream_id
+        return self._clear_message()
 
 
 def _error(message: JsonObject) -> CarrierErrorReported:
@@ -386,10 +349,6 @@ def _swap16(data: bytes) -> bytes:
     swapped[0::2] = data[1::2]
     swapped[1::2] = data[0::2]
     return bytes(swapped)
-
-
-def _dumps(message: object) -> str:
-    return json.dumps(message, separators=(",", ":"), ensure_ascii=False)
 
 
 # --- client_state (base64, carriers.md §2.1) ---------------------------------------------

@@ -18,8 +18,6 @@ summarised in carriers.md §1.3–§1.5. Quirks honoured here:
 
 from __future__ import annotations
 
-import base64
-import json
 from collections.abc import Mapping
 
 from ingress.media_streams.errors import (
@@ -28,7 +26,6 @@ from ingress.media_streams.errors import (
     MediaStreamStateError,
     UnsupportedMediaFormatError,
     decode_base64,
-    parse_json_object,
     read_counter,
     read_object,
     read_optional_counter,
@@ -39,19 +36,17 @@ from ingress.media_streams.errors import (
 )
 from ingress.media_streams.events import (
     Carrier,
-    ChunkSequencer,
     MediaStreamEvent,
     StreamConnected,
     StreamStarted,
     StreamState,
-    StreamStats,
     StreamStopped,
     TwilioCallStatusChanged,
     TwilioStreamStatusChanged,
 )
 from ingress.media_streams.hangup_causes import classify_twilio_call_status
+from ingress.media_streams.stream_codec import StreamCodecBase, read_digit
 from media import PCMU, AudioFrame, CallEnd, DtmfDigit, MarkPlayed
-from media.frames import DTMF_DIGITS
 
 __all__ = [
     "TwilioStreamCodec",
@@ -62,7 +57,7 @@ __all__ = [
 _WHERE = "twilio"
 
 
-class TwilioStreamCodec:
+class TwilioStreamCodec(StreamCodecBase):
     """Decode messages from Twilio and encode messages to Twilio, for one stream.
 
     Limits are constructor arguments (STYLE.md P3): ``max_message_chars`` bounds a whole
@@ -76,6 +71,10 @@ class TwilioStreamCodec:
     """
 
     carrier = Carrier.TWILIO
+    _where = _WHERE
+    _name = "Twilio"
+    _stream_key = "streamSid"
+    _sequence_key = "sequenceNumber"
 
     def __init__(
         self,
@@ -84,13 +83,11 @@ class TwilioStreamCodec:
         max_payload_bytes: int = 16_000,
         max_custom_parameters: int = 64,
     ) -> None:
-        self.max_message_chars = max_message_chars
-        self.max_payload_bytes = max_payload_bytes
-        self.max_custom_parameters = max_custom_parameters
-        self.stats = StreamStats()
-        self.state = StreamState.AWAITING_START
-        self.started: StreamStarted | None = None
-        self._sequencer = ChunkSequencer(self.stats)
+        super().__init__(
+            max_message_chars=max_message_chars,
+            max_payload_bytes=max_payload_bytes,
+            max_custom_parameters=max_custom_parameters,
+        )
 
     # --- inbound ------------------------------------------------------------------------
 
@@ -103,13 +100,10 @@ class TwilioStreamCodec:
         Raises ``MediaStreamProtocolError`` (or ``UnsupportedMediaFormatError``) for any
         message that is malformed or out of place.
         """
-        message = parse_json_object(text, max_chars=self.max_message_chars)
-        self.stats.messages += 1
-        event = read_str(message, "event", _WHERE, max_chars=64)
-        read_optional_counter(message, "sequenceNumber", _WHERE)  # a string of digits when present
-        if self.state is StreamState.STOPPED:
-            self.stats.ignored_after_stop += 1
+        opened = self._open(text)
+        if opened is None:
             return []
+        message, event = opened
         if event == "connected":
             return [
                 StreamConnected(
@@ -134,7 +128,7 @@ class TwilioStreamCodec:
             return self._media(message, received_at)
         if event == "dtmf":
             dtmf = read_object(message, "dtmf", _WHERE)
-            return [DtmfDigit(_read_digit(dtmf, "twilio.dtmf"))]
+            return [DtmfDigit(read_digit(dtmf, "twilio.dtmf"))]
         if event == "mark":
             mark = read_object(message, "mark", _WHERE)
             return [MarkPlayed(read_str(mark, "name", "twilio.mark"))]
@@ -167,9 +161,7 @@ class TwilioStreamCodec:
             ),
             tracks=read_str_list(start, "tracks", "twilio.start"),
         )
-        self.started = started
-        self.state = StreamState.STREAMING
-        return started
+        return self._take_started(started)
 
     def _media(self, message: JsonObject, received_at: float | None) -> list[MediaStreamEvent]:
         media = read_object(message, "media", _WHERE)
@@ -179,18 +171,10 @@ class TwilioStreamCodec:
         payload = decode_base64(
             media.get("payload"), "twilio.media.payload", max_bytes=self.max_payload_bytes
         )
-        if track != "inbound":
-            # Only <Start><Stream track="both_tracks"> sends the outbound track; for the
-            # agent it is our own audio coming back.
-            self.stats.other_track_frames += 1
+        # Only <Start><Stream track="both_tracks"> sends the outbound track; for the
+        # agent it is our own audio coming back, dropped by _accept_media.
+        if not self._accept_media(track, chunk, payload):
             return []
-        if not self._sequencer.accept(track, chunk):
-            return []
-        if not payload:
-            self.stats.empty_frames += 1
-            return []
-        self.stats.media_frames += 1
-        self.stats.media_bytes += len(payload)
         return [AudioFrame(PCMU, payload, timestamp, received_at)]
 
     def _stop(self, message: JsonObject, started: StreamStarted) -> StreamStopped:
@@ -210,11 +194,6 @@ class TwilioStreamCodec:
             CallEnd.caller_hangup("Twilio stopped the media stream: the call ended"),
         )
 
-    def _require_started(self, event: str) -> StreamStarted:
-        if self.started is None:
-            raise MediaStreamProtocolError(f"twilio sent {event} before start")
-        return self.started
-
     # --- outbound -----------------------------------------------------------------------
 
     def encode_media(self, payload: bytes) -> str:
@@ -222,16 +201,7 @@ class TwilioStreamCodec:
 
         TW-WSM: "The media messages are buffered and played in the order received."
         """
-        stream_sid = self._outbound_stream_sid()
-        if not isinstance(payload, bytes | bytearray | memoryview) or not payload:
-            raise MediaStreamStateError("twilio media payload must be non-empty bytes")
-        return _dumps(
-            {
-                "event": "media",
-                "streamSid": stream_sid,
-                "media": {"payload": base64.b64encode(payload).decode("ascii")},
-            }
-        )
+        return self._media_message(self._check_media(payload), payload)
 
     def encode_frame(self, frame: AudioFrame) -> str:
         """``encode_media`` for a frame, which must already be PCMU 8 kHz (Twilio's only format)."""
@@ -241,32 +211,11 @@ class TwilioStreamCodec:
 
     def encode_mark(self, name: str) -> str:
         """A ``mark`` message; Twilio echoes it once the audio sent before it has played."""
-        stream_sid = self._outbound_stream_sid()
-        if not isinstance(name, str) or not name:
-            raise MediaStreamStateError("a mark needs a non-empty name")
-        return _dumps({"event": "mark", "streamSid": stream_sid, "mark": {"name": name}})
+        return self._mark_message(name)
 
     def encode_clear(self) -> str:
         """A ``clear`` message: drop all queued audio now (barge-in); pending marks echo back."""
-        return _dumps({"event": "clear", "streamSid": self._outbound_stream_sid()})
-
-    def _outbound_stream_sid(self) -> str:
-        if self.started is None:
-            raise MediaStreamStateError("cannot send to Twilio before its start message")
-        if self.state is StreamState.STOPPED:
-            raise MediaStreamStateError("the Twilio stream has stopped")
-        return self.started.stream_id
-
-
-def _read_digit(obj: JsonObject, where: str) -> str:
-    digit = read_str(obj, "digit", where, max_chars=1).upper()
-    if digit not in DTMF_DIGITS:
-        raise MediaStreamProtocolError(f"{where}.digit {digit!r} is not a DTMF digit")
-    return digit
-
-
-def _dumps(message: object) -> str:
-    return json.dumps(message, separators=(",", ":"), ensure_ascii=False)
+        return self._clear_message()
 
 
 # --- status callbacks (form POSTs, carriers.md §1.6, §1.9) -------------------------------

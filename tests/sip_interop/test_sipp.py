@@ -10,8 +10,10 @@ from __future__ import annotations
 import json
 import subprocess
 import time
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -65,11 +67,90 @@ def sipp_ok(result: object, cwd: Path) -> None:
     assert getattr(result, "returncode", None) == 0, sipp_logs(cwd)
 
 
-def refused_scenario(tmp: Path, status: int) -> Path:
-    text = (SCENARIOS / "uac_auth_refused.xml.in").read_text().replace("__STATUS__", str(status))
-    path = tmp / f"uac_auth_refused_{status}.xml"
+def call_ok(
+    gw: Gateway,
+    scenario: str | Path,
+    cwd: Path,
+    *,
+    service: str,
+    username: str | None = None,
+    password: str | None = None,
+    extra: Sequence[str] = (),
+) -> None:
+    """Run one call of ``scenario`` and require sipp to finish it as scripted."""
+    result = run_sipp(
+        scenario, gw, service=service, username=username, password=password, cwd=cwd, extra=extra
+    )
+    sipp_ok(result, cwd)
+
+
+def trunk_call_ok(
+    gw: Gateway,
+    trunk: dict[str, Any],
+    scenario: str | Path,
+    cwd: Path,
+    *,
+    password: str | None = None,
+    extra: Sequence[str] = (),
+) -> None:
+    """``call_ok`` as the trunk's SIP user, with its password unless ``password`` is given."""
+    user = trunk["sip_username"]
+    secret = trunk["sip_password"] if password is None else password
+    call_ok(gw, scenario, cwd, service=user, username=user, password=secret, extra=extra)
+
+
+def start_long_call(
+    pool: ThreadPoolExecutor, gw: Gateway, trunk: dict[str, Any], cwd: Path, **calls: str
+) -> Future[subprocess.CompletedProcess[str]]:
+    """A 4 s call as ``trunk``'s user in ``pool``, once ``gw.calls(**calls)`` shows it up."""
+    user = trunk["sip_username"]
+    first = pool.submit(
+        run_sipp,
+        "uac_auth_call.xml",
+        gw,
+        service=user,
+        username=user,
+        password=trunk["sip_password"],
+        cwd=cwd,
+        extra=["-d", "4000"],
+    )
+    deadline = time.monotonic() + 10
+    while not [c for c in gw.calls(**calls) if c["status"] == "in-progress"]:
+        assert time.monotonic() < deadline, "the first call never went up"
+        time.sleep(0.2)
+    return first
+
+
+def subdirs(tmp: Path, *names: str) -> list[Path]:
+    folders = [tmp / name for name in names]
+    for folder in folders:
+        folder.mkdir()
+    return folders
+
+
+def messages_with(cwd: Path, marker: str) -> list[str]:
+    """The SIP messages in sipp's log that contain ``marker``."""
+    return [m for m in sipp_messages(cwd).split("-----") if marker in m]
+
+
+def record_of(gw: Gateway, cwd: Path) -> dict[str, Any]:
+    """The call record of the call sipp logged in ``cwd``."""
+    return gw.call_by_sip_id(sip_call_id(cwd))
+
+
+def status_scenario(tmp: Path, template: str, status: int) -> Path:
+    text = (SCENARIOS / f"{template}.xml.in").read_text().replace("__STATUS__", str(status))
+    path = tmp / f"{template}_{status}.xml"
     path.write_text(text)
     return path
+
+
+def refused_scenario(tmp: Path, status: int) -> Path:
+    return status_scenario(tmp, "uac_auth_refused", status)
+
+
+def invite_refused_scenario(tmp: Path, status: int) -> Path:
+    return status_scenario(tmp, "uac_invite_refused", status)
 
 
 def sip_call_id(cwd: Path) -> str:
@@ -82,18 +163,8 @@ def sip_call_id(cwd: Path) -> str:
 def test_authenticated_call_caller_hangs_up(gw: Gateway, tmp_path: Path) -> None:
     with RecordingAgent() as agent:
         trunk = gw.create_trunk(ai_provider="custom", custom_endpoint=agent.url)
-        user, password = trunk["sip_username"], trunk["sip_password"]
-        result = run_sipp(
-            "uac_auth_call.xml",
-            gw,
-            service=user,
-            username=user,
-            password=password,
-            cwd=tmp_path,
-            extra=["-d", "1500"],
-        )
-        sipp_ok(result, tmp_path)
-        record = gw.call_by_sip_id(sip_call_id(tmp_path))
+        trunk_call_ok(gw, trunk, "uac_auth_call.xml", tmp_path, extra=["-d", "1500"])
+        record = record_of(gw, tmp_path)
     assert record["status"] == "completed"
     assert record["disconnect_reason"] == "hangup" and record["blame"] == "caller"
     assert record["from_number"] == "+15551230001"
@@ -114,33 +185,20 @@ def test_authenticated_call_caller_hangs_up(gw: Gateway, tmp_path: Path) -> None
 def test_agent_hangs_up_and_we_send_bye(gw: Gateway, tmp_path: Path) -> None:
     with RecordingAgent(hangup_after=1.0) as agent:
         trunk = gw.create_trunk(ai_provider="custom", custom_endpoint=agent.url)
-        user, password = trunk["sip_username"], trunk["sip_password"]
-        result = run_sipp(
-            "uac_auth_wait_bye.xml",
-            gw,
-            service=user,
-            username=user,
-            password=password,
-            cwd=tmp_path,
-        )
-        sipp_ok(result, tmp_path)
-        record = gw.call_by_sip_id(sip_call_id(tmp_path))
+        trunk_call_ok(gw, trunk, "uac_auth_wait_bye.xml", tmp_path)
+        record = record_of(gw, tmp_path)
     assert record["status"] == "completed"
     assert record["disconnect_reason"] == "agent_hangup", record
     assert record["blame"] == "ai_agent"
-    bye = [m for m in sipp_messages(tmp_path).split("-----") if "BYE sip:" in m]
+    bye = messages_with(tmp_path, "BYE sip:")
     assert bye and "CSeq:" in bye[0]
 
 
 def test_cancel_while_ringing(gw: Gateway, tmp_path: Path) -> None:
     with RecordingAgent(connect_delay=3.0) as agent:
         trunk = gw.create_trunk(ai_provider="custom", custom_endpoint=agent.url)
-        user, password = trunk["sip_username"], trunk["sip_password"]
-        result = run_sipp(
-            "uac_auth_cancel.xml", gw, service=user, username=user, password=password, cwd=tmp_path
-        )
-        sipp_ok(result, tmp_path)
-        record = gw.call_by_sip_id(sip_call_id(tmp_path))
+        trunk_call_ok(gw, trunk, "uac_auth_cancel.xml", tmp_path)
+        record = record_of(gw, tmp_path)
     assert record["status"] == "canceled", record
     assert record["disconnect_reason"] == "cancel" and record["blame"] == "caller"
     assert record["sip_status"] == 487
@@ -149,16 +207,7 @@ def test_cancel_while_ringing(gw: Gateway, tmp_path: Path) -> None:
 
 def test_wrong_password_is_challenged_again(gw: Gateway, tmp_path: Path) -> None:
     trunk = gw.create_trunk()
-    user = trunk["sip_username"]
-    result = run_sipp(
-        refused_scenario(tmp_path, 401),
-        gw,
-        service=user,
-        username=user,
-        password="not-the-password",
-        cwd=tmp_path,
-    )
-    sipp_ok(result, tmp_path)
+    trunk_call_ok(gw, trunk, refused_scenario(tmp_path, 401), tmp_path, password="not-the-password")
     # The challenge itself is no failure; the wrong password is, and the operator sees it.
     [record] = gw.calls(trunk_id=trunk["id"])
     assert record["status"] == "failed" and record["disconnect_reason"] == "auth_failed"
@@ -168,27 +217,17 @@ def test_wrong_password_is_challenged_again(gw: Gateway, tmp_path: Path) -> None
 
 def test_unknown_user_reads_like_a_wrong_password(gw: Gateway, tmp_path: Path) -> None:
     known = gw.create_trunk()
-    result = run_sipp(
-        refused_scenario(tmp_path, 401),
+    call_ok(
         gw,
+        refused_scenario(tmp_path, 401),
+        tmp_path,
         service="nobody-here",
         username="nobody-here",
         password="whatever",
-        cwd=tmp_path,
     )
-    sipp_ok(result, tmp_path)
     unknown_log = sipp_messages(tmp_path)
-    other = tmp_path / "known"
-    other.mkdir()
-    result = run_sipp(
-        refused_scenario(other, 401),
-        gw,
-        service=known["sip_username"],
-        username=known["sip_username"],
-        password="wrong",
-        cwd=other,
-    )
-    sipp_ok(result, other)
+    [other] = subdirs(tmp_path, "known")
+    trunk_call_ok(gw, known, refused_scenario(other, 401), other, password="wrong")
 
     # The same challenges (realm, algorithms, qop) in the same order for both.
     def challenges(log: str) -> list[str]:
@@ -203,60 +242,28 @@ def test_unknown_user_reads_like_a_wrong_password(gw: Gateway, tmp_path: Path) -
 
 def test_inactive_trunk_gets_480(gw: Gateway, tmp_path: Path) -> None:
     trunk = gw.create_trunk(status="inactive")
-    user, password = trunk["sip_username"], trunk["sip_password"]
-    result = run_sipp(
-        refused_scenario(tmp_path, 480),
-        gw,
-        service=user,
-        username=user,
-        password=password,
-        cwd=tmp_path,
-    )
-    sipp_ok(result, tmp_path)
-    record = gw.call_by_sip_id(sip_call_id(tmp_path))
+    trunk_call_ok(gw, trunk, refused_scenario(tmp_path, 480), tmp_path)
+    record = record_of(gw, tmp_path)
     assert record["status"] == "failed" and record["sip_status"] == 480
 
 
 def test_number_not_allowed_gets_403(gw: Gateway, tmp_path: Path) -> None:
     trunk = gw.create_trunk(inbound_numbers=["+15550009999"])
-    user, password = trunk["sip_username"], trunk["sip_password"]
-    result = run_sipp(
-        refused_scenario(tmp_path, 403),
-        gw,
-        service=user,
-        username=user,
-        password=password,
-        cwd=tmp_path,
-    )
-    sipp_ok(result, tmp_path)
-    record = gw.call_by_sip_id(sip_call_id(tmp_path))
+    trunk_call_ok(gw, trunk, refused_scenario(tmp_path, 403), tmp_path)
+    record = record_of(gw, tmp_path)
     assert record["sip_status"] == 403
     assert "number not allowed" in record["disconnect_explanation"]
 
 
 def test_allowed_number_gets_through(gw: Gateway, tmp_path: Path) -> None:
     trunk = gw.create_trunk(inbound_numbers=["+15551230001"])  # sipp's From number
-    user, password = trunk["sip_username"], trunk["sip_password"]
-    result = run_sipp(
-        "uac_auth_call.xml",
-        gw,
-        service=user,
-        username=user,
-        password=password,
-        cwd=tmp_path,
-        extra=["-d", "500"],
-    )
-    sipp_ok(result, tmp_path)
+    trunk_call_ok(gw, trunk, "uac_auth_call.xml", tmp_path, extra=["-d", "500"])
 
 
 def test_reinvite_hold_and_resume(gw: Gateway, tmp_path: Path) -> None:
     trunk = gw.create_trunk()
-    user, password = trunk["sip_username"], trunk["sip_password"]
-    result = run_sipp(
-        "uac_auth_hold_resume.xml", gw, service=user, username=user, password=password, cwd=tmp_path
-    )
-    sipp_ok(result, tmp_path)
-    record = gw.call_by_sip_id(sip_call_id(tmp_path))
+    trunk_call_ok(gw, trunk, "uac_auth_hold_resume.xml", tmp_path)
+    record = record_of(gw, tmp_path)
     # The call survived both re-INVITEs: the caller's final BYE ended it.
     assert record["status"] == "completed" and record["blame"] == "caller"
     assert record["duration"] >= 1.4
@@ -286,82 +293,36 @@ def test_reinvite_hold_and_resume(gw: Gateway, tmp_path: Path) -> None:
 
 
 def test_options_keepalive(gw: Gateway, tmp_path: Path) -> None:
-    result = run_sipp("options.xml", gw, service="anyone", cwd=tmp_path)
-    sipp_ok(result, tmp_path)
+    call_ok(gw, "options.xml", tmp_path, service="anyone")
 
 
 def test_calls_keep_working_one_after_another(gw: Gateway, tmp_path: Path) -> None:
     trunk = gw.create_trunk()
-    user, password = trunk["sip_username"], trunk["sip_password"]
-    for index in range(3):
-        cwd = tmp_path / str(index)
-        cwd.mkdir()
-        result = run_sipp(
-            "uac_auth_call.xml",
-            gw,
-            service=user,
-            username=user,
-            password=password,
-            cwd=cwd,
-            extra=["-d", "300"],
-        )
-        sipp_ok(result, cwd)
+    for cwd in subdirs(tmp_path, "0", "1", "2"):
+        trunk_call_ok(gw, trunk, "uac_auth_call.xml", cwd, extra=["-d", "300"])
     time.sleep(0.5)
     assert [c["status"] for c in gw.calls(trunk_id=trunk["id"])] == ["completed"] * 3
 
 
 def test_unreachable_agent_gets_503_with_reason(gw: Gateway, tmp_path: Path) -> None:
     trunk = gw.create_trunk(ai_provider="custom", custom_endpoint="ws://127.0.0.1:9/agent")
-    user, password = trunk["sip_username"], trunk["sip_password"]
-    result = run_sipp(
-        refused_scenario(tmp_path, 503),
-        gw,
-        service=user,
-        username=user,
-        password=password,
-        cwd=tmp_path,
-    )
-    sipp_ok(result, tmp_path)
-    refusal = [m for m in sipp_messages(tmp_path).split("-----") if "SIP/2.0 503" in m][0]
+    trunk_call_ok(gw, trunk, refused_scenario(tmp_path, 503), tmp_path)
+    refusal = messages_with(tmp_path, "SIP/2.0 503")[0]
     assert "Reason: SIP;cause=503;text=" in refusal
     assert "Retry-After:" in refusal
-    record = gw.call_by_sip_id(sip_call_id(tmp_path))
+    record = record_of(gw, tmp_path)
     assert record["status"] == "failed" and record["blame"] == "ai_agent", record
     assert record["sip_status"] == 503
 
 
 def test_trunk_at_its_cap_gets_486(gw: Gateway, tmp_path: Path) -> None:
     trunk = gw.create_trunk(max_concurrent_calls=1)
-    user, password = trunk["sip_username"], trunk["sip_password"]
-    first_dir, second_dir = tmp_path / "first", tmp_path / "second"
-    first_dir.mkdir()
-    second_dir.mkdir()
+    first_dir, second_dir = subdirs(tmp_path, "first", "second")
     with ThreadPoolExecutor(1) as pool:
-        first = pool.submit(
-            run_sipp,
-            "uac_auth_call.xml",
-            gw,
-            service=user,
-            username=user,
-            password=password,
-            cwd=first_dir,
-            extra=["-d", "4000"],
-        )
-        deadline = time.monotonic() + 10
-        while not [c for c in gw.calls(trunk_id=trunk["id"]) if c["status"] == "in-progress"]:
-            assert time.monotonic() < deadline, "the first call never went up"
-            time.sleep(0.2)
-        second = run_sipp(
-            refused_scenario(second_dir, 486),
-            gw,
-            service=user,
-            username=user,
-            password=password,
-            cwd=second_dir,
-        )
-        sipp_ok(second, second_dir)
+        first = start_long_call(pool, gw, trunk, first_dir, trunk_id=trunk["id"])
+        trunk_call_ok(gw, trunk, refused_scenario(second_dir, 486), second_dir)
         sipp_ok(first.result(), first_dir)
-    busy = gw.call_by_sip_id(sip_call_id(second_dir))
+    busy = record_of(gw, second_dir)
     assert busy["status"] == "busy" and busy["sip_status"] == 486
 
 
@@ -374,8 +335,7 @@ def test_address_authenticated_trunk_needs_no_challenge(gw: Gateway, tmp_path: P
     assert "401 Unauthorized" not in sipp_messages(tmp_path)
     [call] = gw.calls(trunk_id=allowed["id"])
     assert call["sip_status"] == 200
-    other = tmp_path / "other"
-    other.mkdir()
+    [other] = subdirs(tmp_path, "other")
     denied = gw.create_trunk(auth_mode="ip", allowed_ips=["10.0.0.0/8"])
     result = run_sipp_builtin("uac", gw, service=denied["sip_username"], cwd=other)
     assert result.returncode != 0
@@ -388,36 +348,12 @@ def test_no_free_rtp_port_gets_503(tmp_path: Path) -> None:
     low = rtp_range(4)[0] + 1  # odd LO, LO+3: exactly one even/odd pair (LO+1, LO+2)
     with gateway(tmp_path / "gw", rtp_ports=(low, low + 3)) as small:
         trunk = small.create_trunk()
-        user, password = trunk["sip_username"], trunk["sip_password"]
-        first_dir, second_dir = tmp_path / "first", tmp_path / "second"
-        first_dir.mkdir()
-        second_dir.mkdir()
+        first_dir, second_dir = subdirs(tmp_path, "first", "second")
         with ThreadPoolExecutor(1) as pool:
-            first = pool.submit(
-                run_sipp,
-                "uac_auth_call.xml",
-                small,
-                service=user,
-                username=user,
-                password=password,
-                cwd=first_dir,
-                extra=["-d", "4000"],
-            )
-            deadline = time.monotonic() + 10
-            while not [c for c in small.calls() if c["status"] == "in-progress"]:
-                assert time.monotonic() < deadline, "the first call never went up"
-                time.sleep(0.2)
-            second = run_sipp(
-                refused_scenario(second_dir, 503),
-                small,
-                service=user,
-                username=user,
-                password=password,
-                cwd=second_dir,
-            )
-            sipp_ok(second, second_dir)
+            first = start_long_call(pool, small, trunk, first_dir)
+            trunk_call_ok(small, trunk, refused_scenario(second_dir, 503), second_dir)
             sipp_ok(first.result(), first_dir)
-        refused = small.call_by_sip_id(sip_call_id(second_dir))
+        refused = record_of(small, second_dir)
         assert refused["sip_status"] == 503 and refused["blame"] == "system"
         assert "RTP port" in refused["disconnect_explanation"]
 
@@ -428,32 +364,9 @@ def test_rejections_are_logged_once_without_secrets(tmp_path: Path) -> None:
     with gateway(tmp_path / "gw") as own:
         trunk = own.create_trunk(inbound_numbers=["+15550009999"])
         user, password = trunk["sip_username"], trunk["sip_password"]
-        wrong = tmp_path / "wrong"
-        wrong.mkdir()
-        sipp_ok(
-            run_sipp(
-                refused_scenario(wrong, 401),
-                own,
-                service=user,
-                username=user,
-                password="Wrong-" + password,
-                cwd=wrong,
-            ),
-            wrong,
-        )
-        number = tmp_path / "number"
-        number.mkdir()
-        sipp_ok(
-            run_sipp(
-                refused_scenario(number, 403),
-                own,
-                service=user,
-                username=user,
-                password=password,
-                cwd=number,
-            ),
-            number,
-        )
+        wrong, number = subdirs(tmp_path, "wrong", "number")
+        trunk_call_ok(own, trunk, refused_scenario(wrong, 401), wrong, password="Wrong-" + password)
+        trunk_call_ok(own, trunk, refused_scenario(number, 403), number)
         time.sleep(0.5)
         own_failed = next(c for c in own.calls() if c["disconnect_reason"] == "auth_failed")
         own.process.terminate()
@@ -482,29 +395,12 @@ def test_rejections_are_logged_once_without_secrets(tmp_path: Path) -> None:
 
 def test_late_offer_answered_in_the_ack(gw: Gateway, tmp_path: Path) -> None:
     trunk = gw.create_trunk()
-    user, password = trunk["sip_username"], trunk["sip_password"]
-    result = run_sipp(
-        "uac_auth_late_offer.xml",
-        gw,
-        service=user,
-        username=user,
-        password=password,
-        cwd=tmp_path,
-        extra=["-d", "1000"],
-    )
-    sipp_ok(result, tmp_path)
-    ok = [m for m in sipp_messages(tmp_path).split("-----") if "SIP/2.0 200 OK" in m][0]
+    trunk_call_ok(gw, trunk, "uac_auth_late_offer.xml", tmp_path, extra=["-d", "1000"])
+    ok = messages_with(tmp_path, "SIP/2.0 200 OK")[0]
     assert "m=audio" in ok and "RTP/AVP 0 101" in ok  # our offer: the leg's one codec
-    record = gw.call_by_sip_id(sip_call_id(tmp_path))
+    record = record_of(gw, tmp_path)
     assert record["status"] == "completed" and record["codec"] == "pcmu/8000"
     assert record["metrics"]["media"]["packets_sent"] > 10  # RTP started once the ACK answered
-
-
-def invite_refused_scenario(tmp: Path, status: int) -> Path:
-    text = (SCENARIOS / "uac_invite_refused.xml.in").read_text().replace("__STATUS__", str(status))
-    path = tmp / f"uac_invite_refused_{status}.xml"
-    path.write_text(text)
-    return path
 
 
 def test_global_call_cap_gets_503_with_retry_after(tmp_path: Path) -> None:
@@ -512,47 +408,21 @@ def test_global_call_cap_gets_503_with_retry_after(tmp_path: Path) -> None:
     own cap) gets 503 with Retry-After before any challenge; after it, calls go through."""
     with gateway(tmp_path / "gw", extra_args=["--max-calls", "1"]) as capped:
         first_trunk, other_trunk = capped.create_trunk(), capped.create_trunk()
-        user, password = first_trunk["sip_username"], first_trunk["sip_password"]
-        first_dir, second_dir, third_dir = tmp_path / "first", tmp_path / "second", tmp_path / "3"
-        for folder in (first_dir, second_dir, third_dir):
-            folder.mkdir()
+        first_dir, second_dir, third_dir = subdirs(tmp_path, "first", "second", "3")
         with ThreadPoolExecutor(1) as pool:
-            first = pool.submit(
-                run_sipp,
-                "uac_auth_call.xml",
+            first = start_long_call(pool, capped, first_trunk, first_dir)
+            call_ok(
                 capped,
-                service=user,
-                username=user,
-                password=password,
-                cwd=first_dir,
-                extra=["-d", "4000"],
-            )
-            deadline = time.monotonic() + 10
-            while not [c for c in capped.calls() if c["status"] == "in-progress"]:
-                assert time.monotonic() < deadline, "the first call never went up"
-                time.sleep(0.2)
-            second = run_sipp(
                 invite_refused_scenario(second_dir, 503),
-                capped,
+                second_dir,
                 service=other_trunk["sip_username"],
-                cwd=second_dir,
             )
-            sipp_ok(second, second_dir)
             sipp_ok(first.result(), first_dir)
-        refusal = [m for m in sipp_messages(second_dir).split("-----") if "SIP/2.0 503" in m]
+        refusal = messages_with(second_dir, "SIP/2.0 503")
         assert refusal and "Retry-After:" in refusal[0]
         assert "401 Unauthorized" not in sipp_messages(second_dir)  # refused before any work
         # The cap frees up with the call: the other trunk now gets through.
-        third = run_sipp(
-            "uac_auth_call.xml",
-            capped,
-            service=other_trunk["sip_username"],
-            username=other_trunk["sip_username"],
-            password=other_trunk["sip_password"],
-            cwd=third_dir,
-            extra=["-d", "300"],
-        )
-        sipp_ok(third, third_dir)
+        trunk_call_ok(capped, other_trunk, "uac_auth_call.xml", third_dir, extra=["-d", "300"])
         capped.process.terminate()
         _, logs = capped.process.communicate(timeout=20)
     assert "reason=gateway at capacity status=503" in logs
@@ -561,20 +431,10 @@ def test_global_call_cap_gets_503_with_retry_after(tmp_path: Path) -> None:
 def test_trunk_with_early_media_answers_183_with_sdp(gw: Gateway, tmp_path: Path) -> None:
     trunk = gw.create_trunk(provider_config={"early_media": True})
     assert trunk["provider_config"]["early_media"] is True  # accepted and kept by the API
-    user, password = trunk["sip_username"], trunk["sip_password"]
-    result = run_sipp(
-        "uac_auth_early_media.xml",
-        gw,
-        service=user,
-        username=user,
-        password=password,
-        cwd=tmp_path,
-        extra=["-d", "500"],
-    )
-    sipp_ok(result, tmp_path)
+    trunk_call_ok(gw, trunk, "uac_auth_early_media.xml", tmp_path, extra=["-d", "500"])
     log = sipp_messages(tmp_path)
     assert "SIP/2.0 180" not in log
     progress = [m for m in log.split("-----") if "SIP/2.0 183" in m][0]
     assert "Content-Type: application/sdp" in progress
-    record = gw.call_by_sip_id(sip_call_id(tmp_path))
+    record = record_of(gw, tmp_path)
     assert record["status"] == "completed"
