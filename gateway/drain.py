@@ -84,7 +84,9 @@ class DrainState:
         so the value only tells a caller without another route when to try the address
         again (at least 1, RFC 3261 §20.33 delta-seconds)."""
         remaining = self.remaining(now)
-        return 5 if math.isinf(remaining) else max(1, math.ceil(remaining))
+        # (now + timeout) - now is not exactly timeout in floating point: round away the
+        # error so a 600 s drain never says 601.
+        return 5 if math.isinf(remaining) else max(1, math.ceil(round(remaining, 6)))
 
 
 class DrainableRunner(Protocol):
