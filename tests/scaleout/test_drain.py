@@ -202,7 +202,7 @@ def _calls(path: Path) -> list[tuple[str, str, str, bool]]:
 
 def test_retry_after_is_the_whole_drain_at_its_start_whatever_the_clock() -> None:
     """(now + 600) - now is 600.0000000001 for some ``now``: the header must still say 600."""
-    for now in (0.1, 12345.678, 98765.4321, 1_234_567.891):
+    for now in (0.1, 426.717, 449.648, 12345.678):  # 426.717 and 449.648 hit the error
         state = DrainState()
         state.begin(now, 600)
         assert state.retry_after(now) == 600
