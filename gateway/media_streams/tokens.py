@@ -361,7 +361,6 @@ class RedisTicketStore:
 
 
 _STR_FIELDS = ("trunk_id", "account_id", "call_id", "carrier_call_id", "from_number", "to_number")
-_OPTIONAL_FIELDS = ("carrier_account_id", "stream_auth_token")
 
 
 def _ticket_from_json(value: object) -> CallTicket | None:
@@ -373,18 +372,28 @@ def _ticket_from_json(value: object) -> CallTicket | None:
         return None
     if mode not in (None, "texml", "call_control"):
         return None
-    strings = {name: value.get(name) for name in _STR_FIELDS}
-    optional = {name: value.get(name) for name in _OPTIONAL_FIELDS}
-    if not all(isinstance(v, str) for v in strings.values()):
+    strings = [value.get(name) for name in _STR_FIELDS]
+    texts = [v for v in strings if isinstance(v, str)]
+    account, auth_token = value.get("carrier_account_id"), value.get("stream_auth_token")
+    if len(texts) != len(_STR_FIELDS):
         return None
-    if not all(v is None or isinstance(v, str) for v in optional.values()):
+    if not (account is None or isinstance(account, str)):
         return None
+    if not (auth_token is None or isinstance(auth_token, str)):
+        return None
+    trunk_id, account_id, call_id, carrier_call_id, from_number, to_number = texts
     return CallTicket(
         carrier=carrier,
+        trunk_id=trunk_id,
+        account_id=account_id,
+        call_id=call_id,
+        carrier_call_id=carrier_call_id,
+        from_number=from_number,
+        to_number=to_number,
         codec=codec,
         telnyx_mode=mode,
-        **strings,  # type: ignore[arg-type]  # each checked to be a str above
-        **optional,  # type: ignore[arg-type]  # each checked to be str | None above
+        carrier_account_id=account,
+        stream_auth_token=auth_token,
     )
 
 

@@ -83,10 +83,12 @@ def parse_config_message(data: bytes | str) -> ConfigChanged | None:
         return None
     if not isinstance(value, dict):
         return None
-    kind, object_id, node = value.get("kind"), value.get("id"), value.get("node")
-    if not all(isinstance(v, str) and 0 < len(v) <= 200 for v in (kind, object_id, node)):
+    fields = [value.get("kind"), value.get("id"), value.get("node")]
+    texts = [v for v in fields if isinstance(v, str) and 0 < len(v) <= 200]
+    if len(texts) != 3:
         return None
-    return ConfigChanged(kind, object_id, node)  # type: ignore[arg-type]  # checked above
+    kind, object_id, node = texts
+    return ConfigChanged(kind, object_id, node)
 
 
 def _count(raw: object) -> int:
