@@ -5,10 +5,8 @@ so these are plain functions of bytes. L16 on our side is signed 16-bit little-e
 (``media.frames.Encoding.L16``). ``audioop`` works in native byte order, so on a
 big-endian host the samples are swapped on the way in and out.
 
-``audioop`` is in the standard library up to Python 3.12 and comes from the
-``audioop-lts`` distribution (same module name) from 3.13 on; the project depends on it
-there. Python 3.11 and 3.12 warn that the module is deprecated; the warning is silenced on
-import because the replacement is that very package.
+``audioop`` comes through :mod:`media.audioop_compat` (standard library up to 3.12,
+``audioop-lts`` from 3.13 on).
 
 Silence: µ-law encodes 0 as 0xFF and A-law as 0xD5 (G.711 Tables 1a/2a, the even bits of
 A-law codes are inverted on the wire, hence 0x55 ^ 0x80).
@@ -17,14 +15,9 @@ A-law codes are inverted on the wire, hence 0x55 ^ 0x80).
 from __future__ import annotations
 
 import sys
-import warnings
 
+from media.audioop_compat import audioop
 from media.errors import PayloadError
-
-with warnings.catch_warnings():
-    # 3.11/3.12: "'audioop' is deprecated and slated for removal in Python 3.13".
-    warnings.simplefilter("ignore", DeprecationWarning)
-    import audioop
 
 __all__ = [
     "ALAW_SILENCE",
