@@ -49,12 +49,12 @@ from typing import Any
 from gateway.leg import CallLeg
 from gateway.playout import PlayoutLedger
 from gateway.turns import CallMetrics, TimelineEntry, TurnTracker
-from media import AudioFormat, AudioFrame, Blame, CallEnd, DisconnectReason, Encoding
+from media import AudioFormat, AudioFrame, Blame, CallEnd, DisconnectReason
 from media.chunking import Rechunker
 from media.converters import Converter, make_converter
 from media.errors import MediaError
 from media.frames import DTMF_DIGITS, DtmfDigit, LegEnded, MarkPlayed
-from media.vad import SpeechStopped, VoiceActivityDetector
+from media.vad import SpeechStopped, VoiceActivityDetector, l16_decoder
 from providers.base import (
     AgentAudio,
     AgentClosed,
@@ -744,10 +744,16 @@ async def _cancel(task: asyncio.Task[Any]) -> None:
 
 
 class _Vad:
-    """Our VAD on caller audio (decoded to L16 at the leg's rate), for turn latency only."""
+    """Our VAD on caller audio (decoded to L16 at the leg's rate), for turn latency only.
+
+    A tap beside the inbound converter, on the per-frame path of every caller frame: it
+    decodes straight to bytes (``l16_decoder``: audioop's G.711, the G.722 codec, nothing
+    for L16) and hands them to the detector, no converter, frame object or numpy between
+    (bench/frame_costs.py measures it).
+    """
 
     def __init__(self, leg_format: AudioFormat) -> None:
-        self._to_l16 = make_converter(leg_format, AudioFormat(Encoding.L16, leg_format.sample_rate))
+        self._to_l16 = l16_decoder(leg_format)
         self._detector = VoiceActivityDetector(leg_format.sample_rate)
 
     def feed(self, frame: AudioFrame) -> float | None:
@@ -755,11 +761,9 @@ class _Vad:
 
         The detector needs ``stop_ms`` of quiet to be sure; it stamps the stop at the end of
         the last voiced frame, so the turn clock starts where the speech really ended.
+        Raises ``MediaError`` for a payload that is not whole samples.
         """
-        l16 = self._to_l16.convert(frame)
-        if l16 is None:
-            return None
-        for event in self._detector.feed_frame(l16):
+        for event in self._detector.feed(self._to_l16(frame.payload)):
             if isinstance(event, SpeechStopped):
                 return max(0, self._detector.position_ms - event.at_ms) / 1000
         return None

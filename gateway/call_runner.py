@@ -69,6 +69,9 @@ _MEDIA_KEYS = (
     "packets_sent",
     "late_packets",
     "duplicate_packets",
+    "concealed_frames",
+    "inbound_skipped",
+    "playout_drained_frames",
 )
 # The same figures under the names the SIP leg's RTP stream reports them
 # (ingress/sip/transport/media.py ``StreamStats``): record name -> stream name.

@@ -132,6 +132,23 @@ async def _migrate(settings: Settings) -> int:
     return 0
 
 
+def _serve(settings: Settings) -> int:
+    from gateway import runtime
+
+    try:
+        loop = runtime.choose_event_loop(settings.event_loop)
+    except runtime.EventLoopUnavailable as exc:
+        print(f"telepath: {exc}", file=sys.stderr)
+        return 2
+    # Until run_server freezes the start-up heap (gateway.runtime), importing the server
+    # and building the app only make objects that live as long as the process.
+    runtime.pause_collector()
+    from gateway.server import run_server
+
+    runtime.serve_forever(loop, run_server(settings))
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``telepath`` console script."""
     args = _parser().parse_args(argv)
@@ -146,10 +163,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging(settings.log_level, json_lines=settings.log_json and args.command == "serve")
     try:
         if args.command == "serve":
-            from gateway.server import run_server
-
-            asyncio.run(run_server(settings))
-            return 0
+            return _serve(settings)
         if args.command == "migrate":
             return asyncio.run(_migrate(settings))
         if args.command == "apikey":

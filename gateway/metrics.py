@@ -20,6 +20,8 @@ from prometheus_client import (
     generate_latest,
 )
 
+from gateway.overload import LoopLag
+
 _LATENCY_BUCKETS = (0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0)
 _SETUP_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 30.0)
 _JITTER_BUCKETS = (0.001, 0.005, 0.01, 0.02, 0.03, 0.05, 0.1, 0.2, 0.5)
@@ -73,6 +75,22 @@ class GatewayMetrics:
             ["outcome"],
             registry=r,
         )
+
+        self.event_loop_lag_seconds = Gauge(
+            "telepath_event_loop_lag_seconds",
+            "How late the event loop runs its callbacks, smoothed (gateway.overload)",
+            registry=r,
+        )
+        self.overloaded = Gauge(
+            "telepath_overloaded",
+            "1 while new SIP calls are refused because the event loop runs late",
+            registry=r,
+        )
+
+    def watch_load(self, lag: LoopLag) -> None:
+        """Read the load-shedding state at every scrape."""
+        self.event_loop_lag_seconds.set_function(lambda: lag.lag_ms / 1000)
+        self.overloaded.set_function(lambda: 1.0 if lag.overloaded else 0.0)
 
     def render(self) -> tuple[bytes, str]:
         """The exposition text and its content type."""

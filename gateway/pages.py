@@ -7,6 +7,8 @@ from pathlib import Path
 from quart import Blueprint, Response, current_app, jsonify
 from tortoise import Tortoise
 
+from gateway.runtime import frozen_objects, running_event_loop
+
 pages = Blueprint("pages", __name__)
 
 _DOCS = (Path(__file__).parent / "static" / "docs.html").read_bytes()
@@ -20,8 +22,14 @@ async def docs() -> Response:
 
 @pages.get("/healthz")
 async def healthz() -> Response:
-    """Alive."""
-    return jsonify({"status": "ok"})
+    """Alive, with the process-level runtime an operator may want to check (gateway.runtime)."""
+    return jsonify(
+        {
+            "status": "ok",
+            "event_loop": running_event_loop(),
+            "gc_frozen_objects": frozen_objects(),
+        }
+    )
 
 
 @pages.get("/readyz")

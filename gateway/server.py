@@ -6,6 +6,7 @@ import asyncio
 import logging
 import signal
 import sys
+import time
 
 from hypercorn.asyncio import serve as hypercorn_serve
 from hypercorn.config import Config as HypercornConfig
@@ -14,6 +15,8 @@ from gateway.app import create_app
 from gateway.database import close_database, open_database
 from gateway.demo import describe, ensure_demo
 from gateway.drain import drain_calls
+from gateway.overload import LagMonitor
+from gateway.runtime import freeze_startup_heap, running_event_loop
 from gateway.services import Services
 from gateway.settings import Settings
 from gateway.sip_service import SipService
@@ -50,6 +53,7 @@ async def _start_sip(settings: Settings, services: Services) -> SipService | Non
 
 async def run_server(settings: Settings) -> None:
     """Serve until SIGTERM/SIGINT."""
+    logger.info("event loop: %s", running_event_loop())
     await open_database(settings.database_url)
     services = Services.build(settings)
     # Calls a crash left open are closed before any new call; pending webhooks resume.
@@ -57,6 +61,7 @@ async def run_server(settings: Settings) -> None:
     # mid-call, so only this node's rows (Call.node: host name and SIP port) are closed.
     await services.calls.close_stale(any_node=settings.database_url.startswith("sqlite"))
     services.webhooks.start()
+    lag_monitor = LagMonitor(services.overload)
     if services.shared is not None:
         services.shared.start()
     # The first SIGTERM/SIGINT drains (gateway.drain), a second one hurries the drain.
@@ -84,8 +89,19 @@ async def run_server(settings: Settings) -> None:
                 describe(demo, settings.sip_domain, settings.http_base_url, str(settings.sip)),
                 flush=True,
             )
-        sip = await _start_sip(settings, services)
         app = create_app(services)
+        # Start-up is complete: what exists now lives as long as the process (gateway.runtime).
+        # Frozen before SIP listens, so no call waits for the collection nor is frozen.
+        started = time.perf_counter()
+        frozen = freeze_startup_heap()
+        logger.info(
+            "start-up heap frozen: %d objects, %.0f ms",
+            frozen,
+            (time.perf_counter() - started) * 1000,
+        )
+        # Probing starts once start-up's own long steps (the collection above) are over.
+        lag_monitor.start()
+        sip = await _start_sip(settings, services)
         logger.info("HTTP listening on %s", settings.http)
         print(
             f"Telepath listening on http{'s' if settings.http_tls else ''}://{settings.http}",
@@ -98,5 +114,6 @@ async def run_server(settings: Settings) -> None:
             if sip is not None:
                 await sip.stop()
     finally:
+        lag_monitor.stop()
         await services.close()
         await close_database()

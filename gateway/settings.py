@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Any, cast
 from urllib.parse import urlsplit
 
+from gateway.runtime import EVENT_LOOP_SETTINGS, EventLoopSetting
+
 
 class SettingsError(ValueError):
     """A flag or environment variable has a value Telepath cannot use."""
@@ -66,6 +68,8 @@ class Settings:
     secret_key_file: Path | None = None
     rate_limit_per_minute: int = 6000
     drain_timeout: float = 30.0
+    overload_lag_ms: float = 50.0
+    jitter_buffer: bool = False
     validate_provider_credentials: bool = False
     openai_api_url: str = "https://api.openai.com"
     openai_realtime_url: str = "wss://api.openai.com/v1/realtime"
@@ -77,6 +81,7 @@ class Settings:
     max_calls: int = 1000
     log_level: str = "INFO"
     log_json: bool = True
+    event_loop: EventLoopSetting = "auto"
     extra: Mapping[str, str] = field(default_factory=dict)
 
     @property
@@ -147,6 +152,11 @@ _SERVE_FLAGS: dict[str, tuple[str, str]] = {
         "TELEPATH_DRAIN_TIMEOUT",
         "on SIGTERM, seconds running calls may go on before they end (default 30)",
     ),
+    "overload_lag_ms": (
+        "TELEPATH_OVERLOAD_LAG_MS",
+        "new SIP calls get 503 while the event loop runs this many ms late on average "
+        "(default 50; 0: never)",
+    ),
     "trusted_proxies": (
         "TELEPATH_TRUSTED_PROXIES",
         "comma-separated CIDRs whose X-Forwarded-Proto is believed",
@@ -166,11 +176,20 @@ _SERVE_FLAGS: dict[str, tuple[str, str]] = {
     "rate_limit": ("TELEPATH_RATE_LIMIT", "API requests per minute per key (default 6000)"),
     "max_calls": ("TELEPATH_MAX_CALLS", "SIP calls at once; more get 503 (default 1000)"),
     "log_level": ("TELEPATH_LOG_LEVEL", "DEBUG, INFO (default), WARNING, ERROR"),
+    "event_loop": (
+        "TELEPATH_EVENT_LOOP",
+        "auto (default: uvloop if installed, else asyncio), uvloop or asyncio",
+    ),
 }
 _SERVE_SWITCHES: dict[str, tuple[str, str]] = {
     "http_tls": ("TELEPATH_HTTP_TLS", "serve HTTPS/WSS on --http with --tls-cert/--tls-key"),
     "demo": ("TELEPATH_DEMO", "create a demo account, API key and echo trunk, and print them"),
     "require_https": ("TELEPATH_REQUIRE_HTTPS", "refuse API requests that came over plain HTTP"),
+    "jitter_buffer": (
+        "TELEPATH_JITTER_BUFFER",
+        "hold SIP callers' audio 20-40 ms in an adaptive jitter buffer instead of forwarding "
+        "each packet to the agent as it arrives",
+    ),
 }
 # Settings with no flag, from the environment only.
 _ENV_ONLY = {
@@ -260,7 +279,14 @@ def _convert(attr: str, value: str, name: str) -> object:
         return Path(value)
     if attr == "rtp_ports":
         return _port_range(value, name)
-    if attr in ("http_tls", "demo", "require_https", "validate_provider_credentials", "log_json"):
+    if attr in (
+        "http_tls",
+        "demo",
+        "require_https",
+        "jitter_buffer",
+        "validate_provider_credentials",
+        "log_json",
+    ):
         return _bool(value, name)
     if attr in ("trusted_proxies", "sip_trusted_proxies"):
         nets = tuple(v.strip() for v in value.split(",") if v.strip())
@@ -312,6 +338,18 @@ def _convert(attr: str, value: str, name: str) -> object:
         if value.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
             raise SettingsError(f"{name}: unknown level {value!r}")
         return value.upper()
+    if attr == "overload_lag_ms":
+        try:
+            ms = float(value)
+        except ValueError as exc:
+            raise SettingsError(f"{name}: expected milliseconds") from exc
+        if not 0 <= ms <= 60_000:
+            raise SettingsError(f"{name}: expected 0 to 60000 ms")
+        return ms
+    if attr == "event_loop":
+        if value.lower() not in EVENT_LOOP_SETTINGS:
+            raise SettingsError(f"{name}: expected auto, uvloop or asyncio, got {value!r}")
+        return value.lower()
     return value
 
 

@@ -120,7 +120,9 @@ class SipService:
         self.services = services
         self.endpoint: SipEndpoint | None = None
         self.pool = RtpPortPool(*settings.rtp_ports)
-        self.media_config = MediaConfig()
+        # Caller audio goes to the agent as it arrives unless the operator wants it
+        # smoothed first (ingress.sip.rtp.reorder says why that is the default).
+        self.media_config = MediaConfig(jitter_buffer=settings.jitter_buffer)
         self._secret = hmac.new(services.keyring.current, _NONCE_LABEL, hashlib.sha256).digest()
         self._authenticators: dict[str, DigestAuthenticator] = {}
         self._lookup_state: TrunkState | None = None
@@ -307,6 +309,13 @@ class SipService:
             retry = str(drain.retry_after(loop.time()))
             self._reject(
                 call, _Refused(503, "draining", None, (("Retry-After", retry),)), user, source
+            )
+            return
+        if self.services.overload.overloaded:
+            # gateway.overload: the running calls already take all this process has; a
+            # proxy in front tries another node, a carrier retries after Retry-After.
+            self._reject(
+                call, _Refused(503, "overloaded", None, (("Retry-After", "5"),)), user, source
             )
             return
         try:

@@ -58,6 +58,7 @@ from media import (
 )
 from media.chunking import Rechunker
 from media.converters import Converter, make_converter
+from media.inbox import Inbox
 
 __all__ = ["LegStats", "MediaStreamLeg", "OutboundPacer"]
 
@@ -199,7 +200,7 @@ class MediaStreamLeg:
         )
         self._rechunker = Rechunker(target, frame_ms)
         self._pacer = OutboundPacer(lead_ms=lead_ms, max_frames=max_queue_frames)
-        self._inbox: asyncio.Queue[LegEvent] = asyncio.Queue()
+        self._inbox: Inbox[LegEvent] = Inbox()
         self._max_inbox = max_inbox
         self._outbox: deque[str] = deque()
         self._wake_writer = asyncio.Event()
@@ -303,7 +304,7 @@ class MediaStreamLeg:
         self._write(self._codec.encode_clear, kind="clear")
         self.stats.clears_sent += 1
         for name in (*outstanding, *dropped):
-            self._inbox.put_nowait(MarkPlayed(name))
+            self._inbox.put(MarkPlayed(name))
         self._arm()
 
     def send_dtmf(self, digits: str) -> None:
@@ -344,10 +345,10 @@ class MediaStreamLeg:
         if self._ended:
             return
         if isinstance(event, AudioFrame | DtmfDigit):
-            if isinstance(event, AudioFrame) and self._inbox.qsize() >= self._max_inbox:
+            if isinstance(event, AudioFrame) and len(self._inbox) >= self._max_inbox:
                 self.stats.inbound_dropped += 1  # nobody is reading: do not grow without bound
                 return
-            self._inbox.put_nowait(event)
+            self._inbox.put(event)
         elif isinstance(event, MarkPlayed):
             self._on_echo(event.name)
         elif isinstance(event, StreamStopped):
@@ -402,7 +403,7 @@ class MediaStreamLeg:
         while self._outstanding:
             sent_wire, name = self._outstanding.popitem(last=False)
             self.stats.marks_echoed += 1
-            self._inbox.put_nowait(MarkPlayed(name))
+            self._inbox.put(MarkPlayed(name))
             if sent_wire == wire:
                 break
 
@@ -425,7 +426,7 @@ class MediaStreamLeg:
                     self._outstanding[wire] = item
                     self.stats.marks_sent += 1
                 else:
-                    self._inbox.put_nowait(MarkPlayed(item))
+                    self._inbox.put(MarkPlayed(item))
         self._arm()
 
     def _arm(self) -> None:
@@ -490,6 +491,6 @@ class MediaStreamLeg:
             return
         self._ended = True
         for name in self._outstanding.values():
-            self._inbox.put_nowait(MarkPlayed(name))
+            self._inbox.put(MarkPlayed(name))
         self._outstanding.clear()
-        self._inbox.put_nowait(LegEnded(end))
+        self._inbox.put(LegEnded(end))

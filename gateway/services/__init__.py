@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from gateway.drain import DrainState
 from gateway.metrics import GatewayMetrics
+from gateway.overload import LoopLag
 from gateway.secret_box import Keyring, load_keyring
 from gateway.services.analytics import AnalyticsService
 from gateway.services.api_keys import ApiKeyService
@@ -43,6 +44,8 @@ class Services:
     # nodes share (gateway.services.shared_state): active-call counts, config changes.
     drain: DrainState = field(default_factory=DrainState)
     shared: SharedState | None = None
+    # Load shedding (gateway.overload): new calls get 503 while the loop runs late.
+    overload: LoopLag = field(default_factory=lambda: LoopLag(0))
     _runner: CallRunner | None = field(default=None, init=False, repr=False)
 
     @property
@@ -66,6 +69,8 @@ class Services:
         trunks = TrunkService(ring, settings.sip_domain, checker)
         metrics = GatewayMetrics()
         node = default_node_name(str(settings.sip.port))
+        overload = LoopLag(settings.overload_lag_ms)
+        metrics.watch_load(overload)
         return cls(
             settings=settings,
             keyring=ring,
@@ -77,6 +82,7 @@ class Services:
             analytics=AnalyticsService(),
             metrics=metrics,
             shared=SharedState(settings.redis_url, node) if settings.redis_url else None,
+            overload=overload,
         )
 
     async def close(self) -> None:

@@ -40,6 +40,7 @@ from ingress.sip.uas_events import (
 )
 from media import AudioFormat, AudioFrame, Blame, CallContext, CallEnd, DisconnectReason
 from media.frames import DTMF_DIGITS, DtmfDigit, LegEnded, LegEvent, MarkPlayed
+from media.inbox import Inbox
 
 __all__ = ["SipCallLeg", "end_for_cause"]
 
@@ -113,8 +114,7 @@ class SipCallLeg:
         self._media_config = media_config or MediaConfig()
         self._rand_bits = rand_bits
         self._stream: RtpMediaStream | None = None
-        self._forwarder: asyncio.Task[None] | None = None
-        self._queue: asyncio.Queue[LegEvent] = asyncio.Queue()
+        self._queue: Inbox[LegEvent] = Inbox()
         self._answered = False
         self._ended = False  # LegEnded queued or we ended it
         self._bye_done: asyncio.Future[None] | None = None
@@ -190,7 +190,7 @@ class SipCallLeg:
         if self._stream is not None and not self._ended:
             self._stream.mark(name)
         else:
-            self._queue.put_nowait(MarkPlayed(name))  # nothing can be sent: acknowledge
+            self._queue.put(MarkPlayed(name))  # nothing can be sent: acknowledge
 
     def clear(self) -> None:
         if self._stream is not None:
@@ -236,7 +236,7 @@ class SipCallLeg:
             if end is not None and not self._ended:
                 self._ended = True
                 self._shutdown_media()
-                self._queue.put_nowait(LegEnded(end))
+                self._queue.put(LegEnded(end))
 
     def timeline(self) -> list[tuple[str, dict[str, object]]]:
         """The leg's own signalling events so far, ``(name, detail)`` with ``detail["at"]``
@@ -278,23 +278,24 @@ class SipCallLeg:
                 rand_bits=self._rand_bits,
                 config=self._media_config,
                 call_id=self._context.call_id,
+                on_event=self._on_stream_event,
             )
         except Exception:
             logger.exception("call %s: RTP stream failed to start", self._context.call_id)
             return
-        self._forwarder = asyncio.get_running_loop().create_task(self._forward(self._stream))
 
-    async def _forward(self, stream: RtpMediaStream) -> None:
-        async for event in stream.events():
-            if isinstance(event, LegEnded):
-                if not self._ended:
-                    # RTP timeout: we end the call with BYE; the bridge learns it here.
-                    self._ended = True
-                    self._send_timeout_bye()
-                    self._note("rtp_timeout")
-                    self._queue.put_nowait(event)
-                return
-            self._put(event)
+    def _on_stream_event(self, event: LegEvent) -> None:
+        """The stream's events, as they happen (no task in between: a frame reaches the
+        bridge's queue in the callback that read its datagram)."""
+        if isinstance(event, LegEnded):
+            if not self._ended:
+                # RTP timeout: we end the call with BYE; the bridge learns it here.
+                self._ended = True
+                self._send_timeout_bye()
+                self._note("rtp_timeout")
+                self._queue.put(event)
+            return
+        self._put(event)
 
     def _send_timeout_bye(self) -> None:
         uas = self._endpoint.uas
@@ -302,15 +303,13 @@ class SipCallLeg:
         self._endpoint.act(lambda now: uas.hangup(self.call, now, extra=reason))
 
     def _put(self, event: LegEvent) -> None:
-        if isinstance(event, AudioFrame) and self._queue.qsize() >= _MAX_QUEUED:
+        if isinstance(event, AudioFrame) and len(self._queue) >= _MAX_QUEUED:
             self._dropped += 1
             return
-        self._queue.put_nowait(event)
+        self._queue.put(event)
 
     def _shutdown_media(self) -> None:
         if self._stream is not None:
             self._stream.close()
         else:
             self._sockets.close()
-        if self._forwarder is not None and self._forwarder is not asyncio.current_task():
-            self._forwarder.cancel()

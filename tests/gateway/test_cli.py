@@ -57,5 +57,6 @@ def test_environment_database_and_error_exit_codes(tmp_path: Path) -> None:
         "--redis",
         "--demo",
         "--require-https",
+        "--event-loop",
     ):
         assert flag in help_text

@@ -62,6 +62,8 @@ def test_environment_then_flags_win() -> None:
         (("--digest-algorithms", "MD5,MD5"), {}, "MD5 and/or SHA-256"),
         (("--auth-failure-limit", "0"), {}, "positive integer"),
         ((), {"TELEPATH_AUTH_BLOCK_SECONDS": "0"}, "1 to 86400"),
+        (("--event-loop", "trio"), {}, "auto, uvloop or asyncio"),
+        ((), {"TELEPATH_EVENT_LOOP": "tokio"}, "TELEPATH_EVENT_LOOP: expected auto"),
     ],
 )
 def test_bad_values_are_clear_errors(argv: tuple[str, ...], env: dict[str, str], text: str) -> None:
@@ -76,3 +78,13 @@ def test_postgres_has_no_key_file_and_public_url_wins() -> None:
     )
     assert settings.key_file is None
     assert settings.http_base_url == "https://t.example.com"
+
+
+def test_event_loop_is_auto_by_default_and_the_flag_wins() -> None:
+    assert load_settings(_args(), environ={}).event_loop == "auto"
+    from_env = load_settings(_args(), environ={"TELEPATH_EVENT_LOOP": "AsyncIO"})
+    assert from_env.event_loop == "asyncio"
+    flag = load_settings(
+        _args("--event-loop", "uvloop"), environ={"TELEPATH_EVENT_LOOP": "asyncio"}
+    )
+    assert flag.event_loop == "uvloop"

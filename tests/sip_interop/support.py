@@ -22,7 +22,7 @@ import subprocess
 import threading
 import time
 import wave
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -578,3 +578,30 @@ class LoopbackCapture:
             if destination in self.destinations:
                 self.counts[destination] += 1
                 self.sources[destination].add((socket.inet_ntoa(ip[12:16]), src_port))
+
+
+def sip_call_id(cwd: Path) -> str:
+    """The Call-ID of the (first) call sipp logged in ``cwd``."""
+    for line in sipp_messages(cwd).splitlines():
+        if line.startswith("Call-ID:"):
+            return line.split(":", 1)[1].strip()
+    raise AssertionError("no Call-ID in sipp's log")
+
+
+def sipp_pcap_call(
+    gw: Gateway, trunk: Mapping[str, Any], cwd: Path, *, media_port: int, decoy_ip: str
+) -> None:
+    """One authenticated sipp call that plays G.711 and RFC 2833 pcaps from
+    ``127.0.0.1:media_port`` while its SDP names ``decoy_ip`` (uac_auth_rtp_latching.xml);
+    fails the test with sipp's logs unless the call completed."""
+    user, password = trunk["sip_username"], trunk["sip_password"]
+    result = run_sipp(
+        "uac_auth_rtp_latching.xml",
+        gw,
+        service=user,
+        username=user,
+        password=password,
+        cwd=cwd,
+        extra=["-mp", str(media_port), "-set", "decoy_ip", decoy_ip],
+    )
+    sipp_ok_or_logs(result, cwd)

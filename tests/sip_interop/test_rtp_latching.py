@@ -16,9 +16,8 @@ from tests.sip_interop.support import (
     LoopbackCapture,
     RecordingAgent,
     free_udp_port,
-    run_sipp,
     sipp_messages,
-    sipp_ok_or_logs,
+    sipp_pcap_call,
 )
 
 pytestmark = pytest.mark.slow
@@ -33,17 +32,7 @@ def test_media_follows_the_real_rtp_source(gw: Gateway, tmp_path: Path) -> None:
         decoy.bind(advertised)  # so packets sent there are delivered (and counted)
         with RecordingAgent() as agent, LoopbackCapture({real, advertised}) as capture:
             trunk = gw.create_trunk(ai_provider="custom", custom_endpoint=agent.url)
-            user, password = trunk["sip_username"], trunk["sip_password"]
-            result = run_sipp(
-                "uac_auth_rtp_latching.xml",
-                gw,
-                service=user,
-                username=user,
-                password=password,
-                cwd=tmp_path,
-                extra=["-mp", str(media_port), "-set", "decoy_ip", DECOY],
-            )
-            sipp_ok_or_logs(result, tmp_path)
+            sipp_pcap_call(gw, trunk, tmp_path, media_port=media_port, decoy_ip=DECOY)
     log = sipp_messages(tmp_path)
     assert f"c=IN IP4 {DECOY}" in log  # the offer named the decoy address
     answer_ports = {

@@ -27,6 +27,7 @@ from tests.sip_interop.support import (
     gateway,
     rtp_range,
     run_sipp,
+    sip_call_id,
     sipp_logs,
     sipp_messages,
 )
@@ -151,13 +152,6 @@ def refused_scenario(tmp: Path, status: int) -> Path:
 
 def invite_refused_scenario(tmp: Path, status: int) -> Path:
     return status_scenario(tmp, "uac_invite_refused", status)
-
-
-def sip_call_id(cwd: Path) -> str:
-    for line in sipp_messages(cwd).splitlines():
-        if line.startswith("Call-ID:"):
-            return line.split(":", 1)[1].strip()
-    raise AssertionError("no Call-ID in sipp's log")
 
 
 def test_authenticated_call_caller_hangs_up(gw: Gateway, tmp_path: Path) -> None:
@@ -426,6 +420,29 @@ def test_global_call_cap_gets_503_with_retry_after(tmp_path: Path) -> None:
         capped.process.terminate()
         _, logs = capped.process.communicate(timeout=20)
     assert "reason=gateway at capacity status=503" in logs
+
+
+def test_overloaded_gateway_refuses_new_calls_with_503(tmp_path: Path) -> None:
+    """gateway.overload: with a lag threshold no event loop can meet (0.01 ms; asyncio's
+    timers run a fraction of a millisecond late at best), the process counts as overloaded
+    from its first probes, and a new INVITE gets 503 with Retry-After before any challenge."""
+    args = ["--event-loop", "asyncio", "--overload-lag-ms", "0.01"]
+    with gateway(tmp_path / "gw", extra_args=args) as busy:
+        trunk = busy.create_trunk()
+        time.sleep(1.0)  # a few probes
+        call_ok(
+            busy,
+            invite_refused_scenario(tmp_path, 503),
+            tmp_path,
+            service=trunk["sip_username"],
+        )
+        refusal = messages_with(tmp_path, "SIP/2.0 503")
+        assert refusal and "Retry-After: 5" in refusal[0]
+        assert "401 Unauthorized" not in sipp_messages(tmp_path)
+        busy.process.terminate()
+        _, logs = busy.process.communicate(timeout=20)
+    assert "overloaded: the event loop runs" in logs
+    assert "reason=overloaded status=503" in logs
 
 
 def test_trunk_with_early_media_answers_183_with_sdp(gw: Gateway, tmp_path: Path) -> None:

@@ -9,6 +9,7 @@ random source (randomness comes in as ``rand_bits(k) -> int``, e.g. ``secrets.ra
 * ``stats``    – :class:`ReceiverStatistics` (RFC 3550 A.1/A.3/A.8), :class:`MediaTimeout`.
 * ``latching`` – :class:`SymmetricLatch` (where to send; which packets to drop).
 * ``jitter``   – :class:`JitterBuffer` (reorder, de-duplicate, adapt, conceal).
+* ``reorder``  – :class:`ReorderBuffer` (forward on arrival, in order; conceal gaps).
 * ``dtmf``     – RFC 4733 payloads, :class:`DtmfReceiver`, :func:`event_packets`.
 * ``pacer``    – :class:`Pacer`: agent audio out, one packet per ptime, marks, clear.
 
@@ -35,6 +36,7 @@ from ingress.sip.rtp.packet import (
     RtpPacket,
     is_rtcp,
 )
+from ingress.sip.rtp.reorder import ReorderBuffer
 from ingress.sip.rtp.rtcp import RtcpReporter, SenderInfo
 from ingress.sip.rtp.stats import MediaTimedOut, MediaTimeout, ReceiverStatistics
 
@@ -54,6 +56,7 @@ __all__ = [
     "PlayoutFrame",
     "PushResult",
     "ReceiverStatistics",
+    "ReorderBuffer",
     "RtcpReporter",
     "RtpError",
     "RtpPacket",

@@ -186,6 +186,11 @@ class JitterBuffer:
             return PushResult.RESTARTED
         return PushResult.BUFFERED
 
+    def consume(self, packet: RtpPacket, now: float) -> None:
+        """A packet of the stream without audio (comfort noise, RFC 4733): nothing to do;
+        the buffer treats the sequence gap it leaves as the sender's silence."""
+        del packet, now
+
     def _too_late(self, now: float) -> PushResult:
         self.late += 1
         # A late packet means the delay was too short: add a frame now (bounded).

@@ -4,17 +4,22 @@
 drives, for the caller's stream:
 
 * in: :class:`~ingress.sip.rtp.SymmetricLatch` (where the caller's RTP really comes from),
-  :class:`~ingress.sip.rtp.ReceiverStatistics`, :class:`~ingress.sip.rtp.JitterBuffer`
-  (playout as ``AudioFrame``; a missing packet is concealed by repeating the last payload
+  :class:`~ingress.sip.rtp.ReceiverStatistics`, the inbound buffer (by default
+  :class:`~ingress.sip.rtp.ReorderBuffer`: each packet goes on as it arrives, in order;
+  with ``MediaConfig.jitter_buffer`` the adaptive :class:`~ingress.sip.rtp.JitterBuffer`)
+  giving ``AudioFrame`` s (a missing packet is concealed by repeating the last payload
   once, then by silence in the codec's own encoding), :class:`~ingress.sip.rtp.DtmfReceiver`
   (RFC 4733 → one ``DtmfDigit`` a key press), :class:`~ingress.sip.rtp.MediaTimeout`;
 * out: :class:`~ingress.sip.rtp.Pacer` (one packet per ``ptime``, silence or comfort noise
-  while the agent is silent, marks, clear, DTMF);
+  while the agent is silent, marks, clear, DTMF; agent audio that starts a talk spurt
+  leaves as it arrives, see the pacer's "Low latency");
 * both ways: :class:`~ingress.sip.rtp.RtcpReporter` (SR/RR, round-trip time).
 
 Like every asyncio layer here (STYLE.md P3) it is a boring pump: a datagram goes to the
 cores with ``loop.time()`` as ``now``, and ONE ``loop.call_at`` timer, re-armed at the
-earliest of the cores' deadlines, polls them. No task, no sleep loop, no decision that a
+earliest of the cores' deadlines, polls them. What is due at once (a packet the inbound
+buffer can forward, agent audio the pacer can send) goes out in the same callback,
+without a timer hop. No task, no sleep loop, no decision that a
 core could make. The loop clock is monotonic, so pacing never drifts with wall-clock steps.
 
 Calling contract (the SIP call leg's side)::
@@ -34,15 +39,12 @@ its marks. Audio is never written anywhere but the socket; per-packet logs are D
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import itertools
 import logging
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TypedDict
 
 from ingress.sip.offer_answer import NegotiatedMedia
 from ingress.sip.rtp import (
@@ -57,6 +59,7 @@ from ingress.sip.rtp import (
     Pacer,
     PlayoutFrame,
     ReceiverStatistics,
+    ReorderBuffer,
     RtcpReporter,
     RtpPacket,
     SenderInfo,
@@ -66,6 +69,7 @@ from ingress.sip.rtp import (
 from ingress.sip.rtp.jitter import PushResult
 from ingress.sip.rtp.rtcp import RoundTripMeasured, SenderReportReceived
 from ingress.sip.rtp.stats import PacketVerdict
+from ingress.sip.transport.media_config import MediaConfig, StreamStats, usable_address
 from ingress.sip.transport.rtp import Address, RtpSocketPair
 from media.chunking import silence
 from media.ending import Blame, CallEnd, DisconnectReason
@@ -77,92 +81,15 @@ __all__ = ["MediaConfig", "RtpMediaStream", "StreamStats", "usable_address"]
 logger = logging.getLogger(__name__)
 
 
-class StreamStats(TypedDict):
-    """:meth:`RtpMediaStream.stats`: inbound (RFC 3550 §6.4 receiver view), outbound, RTCP.
-
-    Times are milliseconds. ``packets_*`` count inbound RTP; ``packets_ignored_source``
-    the packets dropped by latching; ``rtt_ms`` is ``None`` until the peer echoed an SR.
-    """
-
-    packets_received: int
-    packets_expected: int
-    packets_lost: int
-    packets_late: int
-    packets_duplicate: int
-    packets_ignored_source: int
-    packets_malformed: int
-    packets_unknown_payload_type: int
-    comfort_noise_received: int
-    ssrc_changes: int
-    relatches: int
-    jitter_ms: float
-    jitter_max_ms: float
-    jitter_mean_ms: float
-    jitter_buffer_delay_ms: float
-    concealed_frames: int
-    dtmf_received: int
-    events_dropped: int
-    rtt_ms: float | None
-    packets_sent: int
-    audio_sent_ms: float
-    playout_queued_ms: float
-    playout_dropped_frames: int
-    slots_skipped: int
-    rtcp_sent: int
-    rtcp_received: int
-    rtcp_ignored_source: int
-    send_errors: int
-    internal_errors: int
-
-
-@dataclass(frozen=True, slots=True)
-class MediaConfig:
-    """Per-call media settings (the same for every call of a process, as a rule).
-
-    ``media_timeout``: seconds without RTP (not on hold) before ``LegEnded(RTP_TIMEOUT)``.
-    ``jitter_*``: the jitter buffer's delay bounds (ms) and capacity (packets).
-    ``event_queue_size``: inbound events held for a slow consumer; beyond it the oldest
-    audio frame is dropped (and counted). ``playout_queue_ms``: agent audio held for
-    sending (oldest dropped beyond it). ``max_behind_slots``: a pacer tick later than this
-    many packet times sends only the current packet instead of a burst.
-    ``drain_seconds``: how long the port pair rests after the call (``None``: the pool's).
-    """
-
-    media_timeout: float = 30.0
-    jitter_min_delay_ms: int = 20
-    jitter_max_delay_ms: int = 40
-    jitter_capacity: int = 50
-    event_queue_size: int = 100
-    playout_queue_ms: int = 60_000
-    max_behind_slots: int = 1
-    rtcp_interval: float = 5.0
-    dtmf_end_timeout: float = 0.5
-    relatch_after: int = 5
-    max_datagram_bytes: int = 1500
-    drain_seconds: float | None = None
-
-
-def usable_address(host: str, port: int) -> Address | None:
-    """``(host, port)`` if RTP may be sent there: an IP literal (no DNS on the media path),
-    not unspecified (``0.0.0.0`` is the RFC 3264 §8.4 hold address) and a real port."""
-    if not 0 < port <= 65535:
-        return None
-    try:
-        ip = ipaddress.ip_address(host)
-    except ValueError:
-        return None
-    if ip.is_unspecified or ip.is_multicast:
-        return None
-    return str(ip), port
-
-
 class RtpMediaStream:
     """One call's RTP media over ``sockets``; see the module docstring.
 
     ``media`` is the outcome of offer/answer; ``rand_bits(k)`` the random source for SSRC,
     initial sequence number/timestamp, CNAME and RTCP intervals (``secrets.randbits``).
     Must be created inside the running ``loop``; starts at once (sends silence when the
-    remote address is known, arms the media timeout).
+    remote address is known, arms the media timeout). With ``on_event``, every event goes
+    to that callback as it happens (bounding a backlog is then the callback's business)
+    and :meth:`events` yields nothing.
     """
 
     def __init__(
@@ -174,8 +101,10 @@ class RtpMediaStream:
         config: MediaConfig | None = None,
         loop: asyncio.AbstractEventLoop | None = None,
         call_id: str = "",
+        on_event: Callable[[LegEvent], None] | None = None,
     ) -> None:
         self._loop = loop or asyncio.get_running_loop()
+        self._on_event = on_event
         self._config = config = config or MediaConfig()
         self._sockets = sockets
         self._media = media
@@ -195,14 +124,26 @@ class RtpMediaStream:
             telephone_event_pt=media.telephone_event_pt,
             telephone_event_clock_rate=media.telephone_event_clock_rate,
             comfort_noise_pt=media.comfort_noise_pt,
+            prompt_start=config.prompt_start,
+            underrun_grace_ms=config.underrun_grace_ms,
+            max_early_ms=config.max_early_ms,
         )
-        self._jitter = JitterBuffer(
-            clock_rate=media.clock_rate,
-            ptime_ms=media.ptime,
-            min_delay_ms=config.jitter_min_delay_ms,
-            max_delay_ms=config.jitter_max_delay_ms,
-            capacity=config.jitter_capacity,
-        )
+        self._jitter: JitterBuffer | ReorderBuffer
+        if config.jitter_buffer:
+            self._jitter = JitterBuffer(
+                clock_rate=media.clock_rate,
+                ptime_ms=media.ptime,
+                min_delay_ms=config.jitter_min_delay_ms,
+                max_delay_ms=config.jitter_max_delay_ms,
+                capacity=config.jitter_capacity,
+            )
+        else:
+            self._jitter = ReorderBuffer(
+                clock_rate=media.clock_rate,
+                ptime_ms=media.ptime,
+                window_ms=config.reorder_window_ms,
+                capacity=config.jitter_capacity,
+            )
         self._stats = ReceiverStatistics(media.clock_rate)
         self._latch = SymmetricLatch(
             usable_address(media.remote_address, media.remote_port),
@@ -284,8 +225,16 @@ class RtpMediaStream:
         """
         if frame.format != self.format:
             raise FormatMismatchError(f"RTP stream is {self.format}, frame is {frame.format}")
-        if not self._closed:
-            self._pacer.enqueue(frame.payload)
+        if self._closed:
+            return
+        now = self._loop.time()
+        self._pacer.enqueue(frame.payload, now)
+        due = self._pacer.next_deadline()
+        if due is not None and due <= now and self._can_send():
+            # A talk spurt's first frame (or one a slot was waiting for) leaves right now.
+            self._guarded(self._send_due, now)
+        elif due is not None and (self._timer is None or due < self._timer_when):
+            self._rearm()
 
     def mark(self, name: str) -> None:
         """``MarkPlayed(name)`` once the audio queued so far has been sent (at once if none)."""
@@ -390,6 +339,9 @@ class RtpMediaStream:
             "jitter_mean_ms": round(snap.mean_jitter_ms, 3),
             "jitter_buffer_delay_ms": round(self._jitter.delay * 1000, 3),
             "concealed_frames": self._jitter.concealed,
+            "inbound_skipped": (
+                self._jitter.skipped if isinstance(self._jitter, ReorderBuffer) else 0
+            ),
             "dtmf_received": self._dtmf_digits,
             "events_dropped": self._events_dropped,
             "rtt_ms": None if rtt is None else round(rtt * 1000, 3),
@@ -397,6 +349,7 @@ class RtpMediaStream:
             "audio_sent_ms": self._pacer.audio_sent_ms,
             "playout_queued_ms": self._pacer.queued_ms,
             "playout_dropped_frames": self._pacer.dropped_frames,
+            "playout_drained_frames": self._pacer.drained_frames,
             "slots_skipped": self._pacer.skipped_slots,
             "rtcp_sent": self._rtcp_sent,
             "rtcp_received": self._rtcp_received,
@@ -429,6 +382,11 @@ class RtpMediaStream:
 
     def _emit(self, event: LegEvent) -> None:
         if self._ended:
+            return
+        if self._on_event is not None:
+            if isinstance(event, LegEnded):
+                self._ended = True
+            self._on_event(event)
             return
         if len(self._events) >= self._config.event_queue_size and not isinstance(event, LegEnded):
             self._drop_one()
@@ -487,10 +445,16 @@ class RtpMediaStream:
 
     def _on_timer(self) -> None:
         self._timer = None
-        if self._closed:
-            return
+        if not self._closed:
+            # uvloop's timers have millisecond resolution and may fire up to a millisecond
+            # before their time; seen from the cores, a timer fires at its time at the
+            # earliest (otherwise nothing is due yet and the re-armed timer spins).
+            self._guarded(self._tick, max(self._loop.time(), self._timer_when))
+
+    def _guarded(self, step: Callable[[float], None], now: float) -> None:
+        """Run one step of the pump at ``now``, then re-arm the timer."""
         try:
-            self._tick(self._loop.time())
+            step(now)
         except Exception:
             # A bug, not peer input (the cores turn that into typed errors, caught below).
             # Do not re-arm into a loop of the same failure: end the leg, let it close us.
@@ -511,12 +475,15 @@ class RtpMediaStream:
             )
         )
 
-    def _tick(self, now: float) -> None:
+    def _send_due(self, now: float) -> None:
         target = self._latch.send_to
         if self._can_send() and target is not None:
             for packet in self._pacer.poll(now):
                 self._sockets.send_rtp(packet.serialize(), target)
             self._flush_marks()
+
+    def _tick(self, now: float) -> None:
+        self._send_due(now)
         for item in self._jitter.pop(now):
             self._play_out(item)
         for received in self._dtmf.poll(now):
@@ -592,41 +559,58 @@ class RtpMediaStream:
             if logger.isEnabledFor(logging.DEBUG):
                 logger.debug("call %s: dropped datagram from %s: %s", self.call_id, source, exc)
             return
-        self._receive_rtp(packet, source, arrived)
-        self._rearm()
+        latch_moved = self._receive_rtp(packet, source, arrived)
+        due = self._jitter.next_deadline()
+        if due is not None and due <= arrived:
+            # Forwarding: the packet goes on now, not after a timer hop.
+            for item in self._jitter.pop(arrived):
+                self._play_out(item)
+            due = self._jitter.next_deadline()
+        dtmf_due = self._dtmf.next_deadline()
+        if dtmf_due is not None and (due is None or dtmf_due < due):
+            due = dtmf_due
+        if latch_moved or (due is not None and (self._timer is None or due < self._timer_when)):
+            self._rearm()  # a latch may have made sending possible
 
-    def _receive_rtp(self, packet: RtpPacket, source: Address, arrived: float) -> None:
+    def _receive_rtp(self, packet: RtpPacket, source: Address, arrived: float) -> bool:
+        """Take one RTP packet; ``True`` when the latch moved (where we send changed)."""
         decision = self._latch.receive(source, packet.ssrc, packet.sequence_number)
         if decision is LatchDecision.IGNORED:
             if logger.isEnabledFor(logging.DEBUG):
                 logger.debug("call %s: ignored RTP from %s", self.call_id, source)
-            return
-        if decision is not LatchDecision.ACCEPTED:
+            return False
+        latched = decision is not LatchDecision.ACCEPTED
+        if latched:
             logger.info("call %s: RTP %s to %s:%d", self.call_id, decision.value, *source)
         self._timeout.packet_received(arrived)
         verdict = self._stats.update(packet.ssrc, packet.sequence_number, packet.timestamp, arrived)
         pt = packet.payload_type
         media = self._media
-        if pt == media.payload_type:
-            if verdict is PacketVerdict.DUPLICATE or not packet.payload:
-                return
+        if pt == media.payload_type and packet.payload:
+            if verdict is PacketVerdict.DUPLICATE:
+                return latched
             self._remember_arrival(packet.sequence_number, arrived)
             if self._jitter.push(packet, arrived) is PushResult.LATE:
                 self._stats.record_late()
-        elif pt == media.telephone_event_pt:
+            return latched
+        # Not audio for the agent, but it takes a sequence number of the stream: the
+        # inbound buffer must not wait for it as if it were lost (it ignores repeats).
+        self._jitter.consume(packet, arrived)
+        if pt == media.telephone_event_pt:
             try:
                 received = self._dtmf.receive(packet.timestamp, packet.payload, arrived)
             except MalformedTelephoneEvent:
                 self._malformed += 1
-                return
+                return latched
             for event in received:
                 self._dtmf_digits += 1
                 self._emit(event.digit)
         elif pt == media.comfort_noise_pt:
             # RFC 3389: the caller went silent; the jitter buffer conceals with silence.
             self._comfort_noise += 1
-        else:
+        elif pt != media.payload_type:  # (the audio type here means an empty payload)
             self._unknown_pt += 1
+        return latched
 
     def _remember_arrival(self, sequence_number: int, arrived: float) -> None:
         arrivals = self._arrivals

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ingress.sip.rtp.dtmf import TelephoneEvent
-from ingress.sip.rtp.pacer import Pacer
+from ingress.sip.rtp.pacer import MAX_LEAD_SLOTS, Pacer
 from ingress.sip.rtp.packet import RtpPacket
 from media.frames import G722_16K, PCMU
 
@@ -318,3 +318,224 @@ def test_pacer_invariants_under_any_operation_order(ops: list[tuple[str, int]]) 
         per_time[t] = per_time.get(t, 0) + 1
     assert max(per_time.values()) <= p.max_behind
     assert p.audio_sent_ms <= len(sent) * 20
+
+
+# -- low latency: prompt start and underrun grace ----------------------------------------
+
+
+def test_prompt_start_sends_a_talk_spurt_on_arrival_with_contiguous_timestamps() -> None:
+    p = make(prompt_start=True)
+    first = tick(p, 1)  # silence at T0: the grid is T0 + n * 20 ms
+    p.enqueue(frame(1), now=T0 + 0.005)
+    assert p.next_deadline() == pytest.approx(T0 + 0.005)
+    spurt = p.poll(T0 + 0.005)
+    assert len(spurt) == 1 and spurt[0].marker and spurt[0].payload == frame(1)
+    assert spurt[0].timestamp == first[0][1].timestamp + 160
+    # The grid now follows the spurt: the next frame, arriving 20 ms later, goes at once.
+    p.enqueue(frame(2), now=T0 + 0.025)
+    assert p.next_deadline() == pytest.approx(T0 + 0.025)
+    (second,) = p.poll(T0 + 0.025)
+    assert second.payload == frame(2) and not second.marker
+    assert second.timestamp == spurt[0].timestamp + 160
+
+
+def test_without_prompt_start_audio_waits_for_the_grid() -> None:
+    p = make()
+    tick(p, 1)
+    p.enqueue(frame(1), now=T0 + 0.005)
+    assert p.next_deadline() == pytest.approx(T0 + 0.02)
+    assert p.poll(T0 + 0.005) == []
+
+
+def test_underrun_grace_waits_for_a_late_frame_instead_of_inserting_silence() -> None:
+    p = make(prompt_start=True, underrun_grace_ms=10)
+    tick(p, 1)
+    p.enqueue(frame(1), now=T0 + 0.005)
+    (a,) = p.poll(T0 + 0.005)
+    # Frame 2 is 4 ms late for its slot (T0 + 25 ms): the slot waits for it.
+    assert p.poll(T0 + 0.025) == []
+    assert p.next_deadline() == pytest.approx(T0 + 0.035)
+    p.enqueue(frame(2), now=T0 + 0.029)
+    assert p.next_deadline() == pytest.approx(T0 + 0.029)
+    (b,) = p.poll(T0 + 0.029)
+    assert b.payload == frame(2) and not b.marker
+    assert (b.sequence_number, b.timestamp) == ((a.sequence_number + 1) & 0xFFFF, a.timestamp + 160)
+    # The grid followed: the next slot is 20 ms after that.
+    assert p.next_deadline() == pytest.approx(T0 + 0.049)
+
+
+def test_underrun_grace_ends_in_silence_and_the_grid_keeps_its_spacing() -> None:
+    p = make(prompt_start=True, underrun_grace_ms=10)
+    tick(p, 1)
+    p.enqueue(frame(1), now=T0 + 0.005)
+    p.poll(T0 + 0.005)
+    assert p.poll(T0 + 0.025) == []  # waiting
+    (silent,) = p.poll(T0 + 0.035)  # nothing came: silence, late by the grace
+    assert silent.payload == SILENCE
+    assert p.next_deadline() == pytest.approx(T0 + 0.055)  # one ptime later: no bunching
+
+
+def test_early_send_brings_the_grid_back_after_one_late_frame() -> None:
+    p = make(prompt_start=True, underrun_grace_ms=10, max_early_ms=5)
+    tick(p, 1)
+    arrivals = [T0 + 0.005 + 0.02 * n for n in range(12)]
+    arrivals[2] += 0.008  # one frame 8 ms late (a pause somewhere upstream)
+    waits = []
+    for n, at in enumerate(arrivals):
+        while (due := p.next_deadline()) is not None and due < at:
+            p.poll(due)
+        p.enqueue(frame(n + 1), now=at)
+        due = p.next_deadline()
+        assert due is not None
+        sent_at = max(at, due)
+        (packet,) = p.poll(sent_at)
+        assert packet.payload == frame(n + 1)
+        waits.append(round((sent_at - at) * 1000, 3))
+    # Frame 2 waited for nothing (the slot waited for it); frames 3 and 4 arrive 8 ms
+    # "early" for the shifted grid and may go 5 ms early each: 3 ms, then 0.
+    assert waits[:3] == [0, 0, 0]
+    assert waits[3] == pytest.approx(3.0) and waits[4:] == [0] * 8
+
+
+def test_a_standing_queue_of_a_real_time_agent_drains() -> None:
+    p = make(prompt_start=True, underrun_grace_ms=20, max_early_ms=5)
+    tick(p, 1)
+    # A real-time agent stalls for 60 ms, then its held frames arrive at once: without
+    # the drain every later frame would wait behind them (~55 ms) for the rest of the turn.
+    arrivals = [T0 + 0.007 + 0.02 * n for n in range(120)]
+    for n in range(30, 33):
+        arrivals[n] = arrivals[33]
+    sent_at: dict[int, float] = {}
+
+    def send(now: float) -> None:
+        for packet in p.poll(now):
+            if packet.payload != SILENCE:
+                sent_at[packet.payload[0]] = now
+
+    for n, at in enumerate(arrivals):
+        while (due := p.next_deadline()) is not None and due < at:
+            send(due)
+        p.enqueue(frame(n + 1), now=at)
+        if (due := p.next_deadline()) is not None and due <= at:
+            send(at)
+    while (due := p.next_deadline()) is not None and due < arrivals[-1] + 0.1:
+        send(due)
+    waits = {n: sent_at[n + 1] - at for n, at in enumerate(arrivals) if n + 1 in sent_at}
+    assert max(waits[n] for n in range(34, 40)) > 0.05  # the stall's delay, at first
+    assert max(waits[n] for n in range(100, 120)) < 0.003  # drained within two seconds
+    assert p.drained_frames in (2, 3)  # about the stall's length, no more
+    assert p.dropped_frames == 0 and p.skipped_slots == 0
+
+
+def test_an_agent_that_sends_ahead_loses_nothing() -> None:
+    p = make(prompt_start=True, underrun_grace_ms=20, max_early_ms=5)
+    tick(p, 1)
+    # Faster than real time (a second of audio in 100 ms chunks every 50 ms): the queue
+    # is long, but the frames arrive together; that lead is the agent's, not a stall's.
+    for chunk in range(10):
+        at = T0 + 0.005 + 0.05 * chunk
+        while (due := p.next_deadline()) is not None and due < at:
+            p.poll(due)
+        p.enqueue(b"".join(frame(5 * chunk + i + 1) for i in range(5)), now=at)
+    tick(p, 60)
+    assert p.drained_frames == 0
+    assert p.audio_sent_ms == 1000
+
+
+def test_grace_never_lets_the_grid_lag_more_than_one_ptime() -> None:
+    p = make(prompt_start=True, underrun_grace_ms=10)
+    tick(p, 1)
+    now = T0 + 0.001
+    p.enqueue(frame(1), now=now)
+    sent = p.poll(now)
+    for n in range(2, 40):  # every frame 9 ms late for its slot: the grid drifts later
+        due = p.next_deadline()
+        assert due is not None
+        sent += p.poll(due)
+        now = due + 0.009
+        p.enqueue(frame(n), now=now)
+        deadline = p.next_deadline()
+        assert deadline is not None
+        sent += p.poll(max(now, deadline))
+    first_ts = sent[0].timestamp
+    silences = [pkt for pkt in sent if pkt.payload == SILENCE]
+    assert silences  # the grace gave out once the lag reached a ptime, then re-phased
+    # Sent times never stray more than one ptime + grace from the timestamps' clock.
+    assert all((pkt.timestamp - first_ts) % (1 << 32) % 160 == 0 for pkt in sent)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.one_of(
+            st.tuples(st.just("enqueue"), st.integers(1, 400), st.integers(0, 30)),
+            st.tuples(st.just("mark"), st.integers(0, 0), st.integers(0, 0)),
+            st.tuples(st.just("clear"), st.integers(0, 0), st.integers(0, 0)),
+            st.tuples(st.just("wait"), st.integers(0, 0), st.integers(0, 45)),
+            st.tuples(st.just("stall"), st.integers(0, 0), st.integers(0, 60)),
+        ),
+        max_size=80,
+    )
+)
+def test_low_latency_invariants_under_any_operation_order(ops: list[tuple[str, int, int]]) -> None:
+    """Whatever the agent does, with prompt start and grace: contiguous sequence numbers,
+    timestamps on the slot grid, send times within [-ptime, ptime + grace] of their
+    timestamps' wall-clock slot, one packet per poll, every mark acknowledged once."""
+    p = make(prompt_start=True, underrun_grace_ms=10, max_early_ms=5, max_queue_ms=200)
+    lead = MAX_LEAD_SLOTS * 0.02
+    sent: list[tuple[float, RtpPacket]] = []
+    marks: list[str] = []
+    acked: list[str] = []
+    now = T0
+
+    def poll(at: float) -> None:
+        out = p.poll(at)
+        after = p.next_deadline()
+        # Never a spin: a poll that sends nothing leaves the next deadline in the future.
+        assert out or after is None or after > at, (at, after)
+        sent.extend((at, pkt) for pkt in out)
+
+    def run_until(t: float) -> None:
+        nonlocal now
+        while (deadline := p.next_deadline()) is not None and deadline <= t:
+            now = max(now, deadline)
+            poll(now)
+        now = max(now, t)
+        poll(now)
+
+    stalled = 0.0
+    run_until(T0)
+    for op, size, ms in ops:
+        if op == "enqueue":
+            run_until(now + ms / 1000)
+            p.enqueue(bytes([1]) * size, now=now)
+            run_until(now)
+        elif op == "mark":
+            marks.append(f"m{len(marks)}")
+            p.mark(marks[-1])
+        elif op == "clear":
+            p.clear()
+        elif op == "stall":  # the loop was busy: the timer fires late, once
+            now += ms / 1000
+            stalled += ms / 1000
+            poll(now)
+        else:
+            run_until(now + ms / 1000)
+        acked.extend(p.acknowledged_marks())
+    run_until(now + 5)
+    acked.extend(p.acknowledged_marks())
+    assert acked == marks
+    seq0, ts0 = sent[0][1].sequence_number, sent[0][1].timestamp
+    assert [pkt.sequence_number for _, pkt in sent] == [
+        (seq0 + k) & 0xFFFF for k in range(len(sent))
+    ]
+    for t, pkt in sent:
+        slot = (pkt.timestamp - ts0) % (1 << 32) // 160
+        assert (pkt.timestamp - ts0) % (1 << 32) == slot * 160
+        assert T0 + slot * 0.02 - lead - 1e-9 <= t <= T0 + slot * 0.02 + 0.03 + stalled + 1e-9
+    # Mid-spurt, early sends never bunch audio closer than ptime - max_early (a talk
+    # spurt's first packet may follow the silence before it at once; that is its point).
+    for (ta, _), (tb, b) in zip(sent, sent[1:], strict=False):
+        # (A stalled poll sends late; the next packet on time may then follow sooner.)
+        if not b.marker and b.payload != SILENCE and not stalled:
+            assert tb - ta >= 0.015 - 1e-9

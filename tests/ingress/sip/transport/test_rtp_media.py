@@ -8,10 +8,11 @@ where the packets land, not where the event loop happens to look at them.
 from __future__ import annotations
 
 import asyncio
+import gc
 import random
 import re
 import struct
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import replace
 from datetime import UTC, datetime
 
@@ -38,10 +39,20 @@ from media.frames import G722_16K, PCMU, AudioFrame, DtmfDigit, LegEnded, LegEve
 from tests.ingress.sip.transport.rtp_peer import Clock, RtpPeer, free_even_base, open_fds
 
 SILENCE = b"\xff" * 160
-# Generous jitter-buffer delay: the machine running the tests may be busy.
+# Most tests here run the classic mode (jitter buffer, pacer on a fixed grid), with a
+# generous jitter-buffer delay: the machine running the tests may be busy.
 CONFIG = MediaConfig(
-    jitter_min_delay_ms=60, jitter_max_delay_ms=120, rtcp_interval=60.0, drain_seconds=0.0
+    jitter_buffer=True,
+    jitter_min_delay_ms=60,
+    jitter_max_delay_ms=120,
+    prompt_start=False,
+    underrun_grace_ms=0,
+    max_early_ms=0,
+    rtcp_interval=60.0,
+    drain_seconds=0.0,
 )
+# The default, low-latency mode: forward caller audio on arrival, prompt talk spurts.
+LOW_LATENCY = MediaConfig(rtcp_interval=60.0, drain_seconds=0.0)
 SSRC = 0x5EED1234
 
 
@@ -125,6 +136,21 @@ class Call:
         await self.stream.wait_closed()
         await self.events.task
         self.peer.close()
+
+
+@pytest.fixture(autouse=True)
+def frozen_test_heap() -> Iterator[None]:
+    """The tests here time packets to a few milliseconds on the loop they share with the
+    stream. Late in a full run, this process holds every earlier test's objects, and one
+    full collection of them can stall the loop longer than a packet time. Freeze them,
+    as ``telepath serve`` freezes its start-up heap (gateway/runtime.py), so collections
+    during a test see only what it allocates."""
+    gc.collect()
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
 
 
 @pytest.fixture
@@ -218,6 +244,96 @@ async def test_lost_packet_repeats_the_last_payload_once_then_silence(pool: RtpP
         concealed = call.events.of(AudioFrame)[2:4]
         assert all(f.received_at is None for f in concealed)
         assert call.stream.stats()["packets_lost"] == 2
+    finally:
+        await call.close()
+
+
+async def test_low_latency_mode_forwards_each_packet_as_it_arrives(pool: RtpPortPool) -> None:
+    call = await start(pool, LOW_LATENCY)
+    loop = asyncio.get_running_loop()
+    try:
+        waits = []
+        for n in range(10):
+            sent = loop.time()
+            call.peer.send(rtp(1000 + n, voice(n)), call.ours)
+            await call.events.wait_for(lambda n=n: len(call.events.of(AudioFrame)) > n)
+            waits.append(loop.time() - sent)
+        frames = call.events.of(AudioFrame)
+        assert [f.payload for f in frames] == [voice(n) for n in range(10)]
+        # No jitter-buffer delay: each frame is out as soon as the loop reads the datagram
+        # (the jitter buffer would hold every one at least 20 ms).
+        assert sorted(waits)[5] < 0.010, f"median wait {sorted(waits)[5] * 1000:.1f} ms"
+        assert call.stream.stats()["jitter_buffer_delay_ms"] == 0
+    finally:
+        await call.close()
+
+
+async def test_low_latency_mode_conceals_a_gap_after_the_reorder_window(pool: RtpPortPool) -> None:
+    call = await start(pool, LOW_LATENCY)
+    try:
+        for seq in (1000, 1001, 1003, 1004):  # 1002 lost
+            call.peer.send(rtp(seq, voice(seq)), call.ours)
+            await asyncio.sleep(0.02)
+        await call.events.wait_for(lambda: len(call.events.of(AudioFrame)) >= 5)
+        frames = call.events.of(AudioFrame)[:5]
+        assert [f.payload for f in frames] == [
+            voice(1000),
+            voice(1001),
+            voice(1001),  # concealed: the last payload repeated once
+            voice(1003),
+            voice(1004),
+        ]
+        assert frames[2].received_at is None
+        assert call.stream.stats()["concealed_frames"] == 1
+    finally:
+        await call.close()
+
+
+async def test_low_latency_mode_does_not_wait_for_comfort_noise_or_dtmf_packets(
+    pool: RtpPortPool,
+) -> None:
+    """Comfort noise (RFC 3389) and RFC 4733 events share the audio's sequence numbers;
+    the next utterance must not be held for them as if they were lost, nor be preceded by
+    a concealment frame of the previous one."""
+    call = await start(pool, LOW_LATENCY, comfort_noise_pt=13)
+    loop = asyncio.get_running_loop()
+    try:
+        for seq in (1000, 1001):
+            call.peer.send(rtp(seq, voice(seq)), call.ours)
+        call.peer.send(rtp(1002, bytes([40]), pt=13), call.ours)  # CN: the caller is quiet
+        call.peer.send(rtp(1003, bytes([1, 0x8A, 0, 160]), pt=101), call.ours)  # key "1"
+        await call.events.wait_for(lambda: len(call.events.of(AudioFrame)) >= 2)
+        await asyncio.sleep(0.2)
+        sent = loop.time()
+        call.peer.send(rtp(1004, voice(1004), marker=True), call.ours)
+        await call.events.wait_for(lambda: len(call.events.of(AudioFrame)) >= 3)
+        waited = loop.time() - sent
+        frames = call.events.of(AudioFrame)
+        assert [f.payload for f in frames] == [voice(1000), voice(1001), voice(1004)]
+        assert waited < 0.015, f"held {waited * 1000:.1f} ms"  # the reorder window is 20 ms
+        assert call.stream.stats()["concealed_frames"] == 0
+    finally:
+        await call.close()
+
+
+async def test_low_latency_mode_starts_a_talk_spurt_at_once(pool: RtpPortPool) -> None:
+    call = await start(pool, LOW_LATENCY)
+    stream, peer = call.stream, call.peer
+    try:
+        await peer.wait_for(lambda: len(peer.rtp(0)) >= 3)  # silence on the pacer's grid
+        before = len(peer.received)
+        await peer.wait_for(lambda: len(peer.received) > before)
+        # Right after a silence packet: the fixed grid would hold this for ~20 ms.
+        stream.play(AudioFrame(PCMU, voice(1) + voice(2)))
+        await peer.wait_for(lambda: any(p.marker for p in peer.rtp(0)))
+        got = peer.received
+        first = next(i for i, r in enumerate(got) if RtpPacket.parse(r.data).marker)
+        assert RtpPacket.parse(got[first].data).payload == voice(1)
+        assert (got[first].at - got[first - 1].at) * 1000 < 10
+        # Timestamps stay contiguous with the silence before it.
+        a, b = RtpPacket.parse(got[first - 1].data), RtpPacket.parse(got[first].data)
+        assert (b.sequence_number - a.sequence_number) & 0xFFFF == 1
+        assert (b.timestamp - a.timestamp) & 0xFFFFFFFF == 160
     finally:
         await call.close()
 
@@ -355,6 +471,7 @@ async def test_latches_to_the_real_source_and_ignores_a_third(pool: RtpPortPool)
         assert stranger.received == []
         await call.events.wait_for(lambda: len(call.events.of(AudioFrame)) >= 10)
         assert all(f.payload != b"\x11" * 160 for f in call.events.of(AudioFrame))
+        await real.wait_for(lambda: stream.stats()["packets_ignored_source"] == 3)
         stats = stream.stats()
         assert stats["packets_ignored_source"] == 3
         assert stats["packets_received"] == 10

@@ -1,0 +1,47 @@
+"""The queue between a call leg's media and the bridge: one consumer, ``put`` never waits.
+
+Every caller frame and every mark acknowledgement of a call passes through it, 100 times a
+second per call, so it is kept to what that needs. ``asyncio.Queue`` does more (several
+getters, ``maxsize``, ``join``): its ``get`` allocates a future and loops over its
+getters on every wait. Here a waiting consumer costs one future per idle period, and a
+``put`` to a queue nobody waits on costs an ``append``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from typing import Generic, TypeVar
+
+__all__ = ["Inbox"]
+
+T = TypeVar("T")
+
+
+class Inbox(Generic[T]):
+    """Unbounded FIFO for one consumer (``get``); ``put`` from callbacks or tasks."""
+
+    def __init__(self) -> None:
+        self._items: deque[T] = deque()
+        self._waiter: asyncio.Future[None] | None = None
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def put(self, item: T) -> None:
+        """Append ``item`` and wake the consumer if it waits."""
+        self._items.append(item)
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def get(self) -> T:
+        """The oldest item, waiting for one if there is none."""
+        while not self._items:
+            waiter = asyncio.get_running_loop().create_future()
+            self._waiter = waiter
+            try:
+                await waiter
+            finally:
+                self._waiter = None
+        return self._items.popleft()
