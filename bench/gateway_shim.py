@@ -1,12 +1,10 @@
-"""``telepath`` under the benchmark's experiments: ``python -m bench.gateway_shim serve ...``.
+"""``telepath`` under the benchmark's measurement aids: ``python -m bench.gateway_shim serve ...``.
 
-``bench/run.py`` starts the gateway through this module when asked to, to measure what a
-process-level setting changes without touching the CLI; it then runs ``gateway.cli.main``
-unchanged. Settings come from the environment:
+``bench/run.py`` starts the gateway through this module to observe the process without
+touching the CLI; it then runs ``gateway.cli.main`` unchanged. The event loop and the
+start-up ``gc.freeze()`` are the gateway's own (``--event-loop``, gateway/runtime.py).
+Settings come from the environment:
 
-* ``BENCH_UVLOOP=1``: uvloop's event loop (optional dependency: ``pip install uvloop``).
-* ``BENCH_GC_FREEZE=1``: ``gc.freeze()`` once the server is up (every object made at
-  start-up goes to the permanent generation; full collections then scan only call state).
 * ``BENCH_GC_THRESHOLD=a,b,c``: ``gc.set_threshold(a, b, c)`` before anything runs.
 * ``BENCH_GC_LOG=path``: write the duration of every garbage collection over 5 ms to
   ``path`` (one ``generation milliseconds`` line each) when the process exits.
@@ -14,7 +12,6 @@ unchanged. Settings come from the environment:
 
 from __future__ import annotations
 
-import asyncio
 import atexit
 import gc
 import os
@@ -45,28 +42,10 @@ def _log_gc_pauses(path: str) -> None:
     atexit.register(dump)
 
 
-def _freeze_after(seconds: float) -> None:
-    loop_policy = asyncio.get_event_loop_policy()
-    original = loop_policy.new_event_loop
-
-    def new_event_loop() -> asyncio.AbstractEventLoop:
-        loop = original()
-        loop.call_later(seconds, gc.freeze)
-        return loop
-
-    loop_policy.new_event_loop = new_event_loop  # type: ignore[method-assign]
-
-
 if __name__ == "__main__":
-    if os.environ.get("BENCH_UVLOOP") == "1":
-        import uvloop
-
-        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     if os.environ.get("BENCH_GC_THRESHOLD"):
         a, b, c = (int(v) for v in os.environ["BENCH_GC_THRESHOLD"].split(","))
         gc.set_threshold(a, b, c)
     if os.environ.get("BENCH_GC_LOG"):
         _log_gc_pauses(os.environ["BENCH_GC_LOG"])
-    if os.environ.get("BENCH_GC_FREEZE") == "1":
-        _freeze_after(3.0)
     sys.exit(main())

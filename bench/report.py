@@ -232,6 +232,9 @@ def format_table(runs: list[dict[str, Any]]) -> str:
     )
     lines = [head, "-" * len(head)]
     for r in runs:
+        if "error" in r:
+            lines.append(f"{r['path']:5} {r['calls']:>4}    - did not run to the end: {r['error']}")
+            continue
         c2a, a2c = r["caller_to_agent_ms"], r["agent_to_caller_ms"]
         lines.append(
             f"{r['path']:5} {r['calls']:>4} {r['answered']:>4} {r['gateway_cores']:>6.3f} "

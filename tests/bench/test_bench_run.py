@@ -45,6 +45,8 @@ def test_report_has_every_figure_with_sane_values(tmp_path: Path) -> None:
     for path, run in runs.items():
         assert (run["calls"], run["answered"], run["failed"]) == (2, 2, 0), path
         assert 1.4 <= run["window_seconds"] <= 5, path
+        # The gateway's own runtime (--loop auto): uvloop, start-up heap frozen.
+        assert run["event_loop"] == "uvloop" and run["gc_frozen_objects"] > 10_000, path
         # CPU: the gateway did real work, less than the whole machine.
         assert 0 < run["gateway_cores"] < 2, path
         assert run["cores_per_call"] == run["gateway_cores"] / 2
