@@ -237,7 +237,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             }
             try:
                 await stream.ws.send(json.dumps(stop_message))
-                await asyncio.wait_for(stream.ws.close(), 5)
+                async with asyncio.timeout(5):
+                    await stream.ws.close()
             except (ConnectionClosed, TimeoutError):
                 pass
     for task in reading:

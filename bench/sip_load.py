@@ -254,7 +254,8 @@ class Generator(asyncio.DatagramProtocol):
             self.send(text)
             try:
                 while True:
-                    reply = await asyncio.wait_for(asyncio.shield(call.waiter), interval)
+                    async with asyncio.timeout(interval):
+                        reply = await asyncio.shield(call.waiter)
                     status = int(reply[0].split()[1])
                     if status >= 200:
                         return reply

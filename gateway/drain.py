@@ -141,7 +141,8 @@ async def drain_calls(
     if ended:
         logger.info("drain: ending %d call(s) with reason shutdown", ended)
     try:
-        await asyncio.wait_for(asyncio.shield(idle), timeout=finalise_timeout)
+        async with asyncio.timeout(finalise_timeout):
+            await asyncio.shield(idle)
     except TimeoutError:
         logger.error("drain: %d call(s) not finalised in time", runner.active_calls())
     finally:

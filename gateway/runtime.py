@@ -6,8 +6,8 @@ Two settings that act on the whole process rather than on any one call:
   less CPU per call than asyncio's own loop on the benchmark (bench/, docs/performance.md).
   ``--event-loop auto`` (the default) takes uvloop when it can be imported, ``asyncio``
   never does, and ``uvloop`` insists on it: a missing uvloop is then an error, not a silent
-  fallback. :func:`serve_forever` runs the server under ``asyncio.Runner(loop_factory=…)``
-  (Python 3.11+), not the event-loop-policy API that Python 3.14 deprecates.
+  fallback. :func:`serve_forever` makes the loop from that factory (not through the
+  event-loop-policy API that Python 3.14 deprecates) and bounds its wind-down.
 * **The garbage collector.** Start-up leaves some hundreds of thousands of long-lived
   objects (modules, ORM metadata, the Quart app, …). Every full (generation 2) collection
   would traverse them again while every call's 20 ms media timer waits: 160 ms to 1 s
@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import importlib
+import logging
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
@@ -39,6 +40,8 @@ EVENT_LOOP_SETTINGS: tuple[EventLoopSetting, ...] = ("auto", "uvloop", "asyncio"
 
 T = TypeVar("T")
 
+logger = logging.getLogger(__name__)
+
 
 class EventLoopUnavailable(RuntimeError):
     """``--event-loop uvloop`` was asked for but uvloop cannot be imported."""
@@ -46,11 +49,8 @@ class EventLoopUnavailable(RuntimeError):
 
 @dataclass(frozen=True, slots=True)
 class EventLoop:
-    """The chosen loop: its name and the factory ``asyncio.Runner`` calls.
-
-    ``factory`` is ``None`` for asyncio's own loop, so that the runner behaves exactly as
-    ``asyncio.run`` does (it also installs the loop as the thread's current loop).
-    """
+    """The chosen loop: its name and the factory :func:`serve_forever` calls
+    (``None`` for asyncio's own loop: ``asyncio.new_event_loop``)."""
 
     name: EventLoopName
     factory: Callable[[], asyncio.AbstractEventLoop] | None
@@ -80,9 +80,55 @@ def running_event_loop() -> EventLoopName:
 
 
 def serve_forever(loop: EventLoop, main: Coroutine[Any, Any, T]) -> T:
-    """Run ``main`` to completion on ``loop`` (as ``asyncio.run`` would, on any loop)."""
-    with asyncio.Runner(loop_factory=loop.factory) as runner:
-        return runner.run(main)
+    """Run ``main`` to completion on a new loop of kind ``loop``, then wind the loop down.
+
+    Like ``asyncio.run``, except that winding down is bounded: tasks still running when
+    ``main`` returns are cancelled and given :data:`WIND_DOWN_S` seconds; one that ignores
+    its cancellation is logged by name and left behind, where ``asyncio.run`` would wait
+    for it forever and keep a drained node from exiting.
+    """
+    event_loop = asyncio.new_event_loop() if loop.factory is None else loop.factory()
+    asyncio.set_event_loop(event_loop)
+    try:
+        return event_loop.run_until_complete(main)
+    finally:
+        try:
+            event_loop.run_until_complete(_wind_down(event_loop))
+        finally:
+            asyncio.set_event_loop(None)
+            event_loop.close()
+
+
+WIND_DOWN_S = 5.0
+"""How long :func:`serve_forever` waits for leftover tasks, async generators and the
+default executor once ``main`` has returned."""
+
+
+async def _wind_down(loop: asyncio.AbstractEventLoop) -> None:
+    current = asyncio.current_task()
+    leftovers = [task for task in asyncio.all_tasks() if task is not current]
+    for task in leftovers:
+        task.cancel()
+    if leftovers:
+        done, stuck = await asyncio.wait(leftovers, timeout=WIND_DOWN_S)
+        for task in done:
+            if not task.cancelled() and task.exception() is not None:
+                logger.error("task %s ended with %r", task.get_name(), task.exception())
+        for task in stuck:
+            logger.error(
+                "shutdown: task %s ignored its cancellation; left behind (%r)",
+                task.get_name(),
+                task.get_coro(),
+            )
+    for name, step in (
+        ("async generators", loop.shutdown_asyncgens()),
+        ("default executor", loop.shutdown_default_executor()),
+    ):
+        try:
+            async with asyncio.timeout(WIND_DOWN_S):
+                await step
+        except TimeoutError:
+            logger.error("shutdown: closing the %s took over %.0f s", name, WIND_DOWN_S)
 
 
 def pause_collector() -> None:

@@ -7,6 +7,7 @@ import logging
 import signal
 import sys
 import time
+from collections.abc import Awaitable
 
 from hypercorn.asyncio import serve as hypercorn_serve
 from hypercorn.config import Config as HypercornConfig
@@ -22,6 +23,31 @@ from gateway.settings import Settings
 from gateway.sip_service import SipService
 
 logger = logging.getLogger(__name__)
+
+# Once the calls are drained, each step of the shutdown gets this long. A step that hangs
+# (a peer that never answers, a client library that swallows a cancellation) must not
+# keep a drained node alive until the orchestrator kills it: the later steps (records,
+# the shared call counts, the database) would be lost with it.
+SHUTDOWN_STEP_TIMEOUT_S = 10.0
+
+
+async def shutdown_step(
+    name: str, step: Awaitable[None], limit_s: float = SHUTDOWN_STEP_TIMEOUT_S
+) -> bool:
+    """Await one shutdown step for at most ``limit_s`` seconds; log how it went and go on
+    either way (True when it finished)."""
+    started = time.perf_counter()
+    try:
+        async with asyncio.timeout(limit_s):
+            await step
+    except TimeoutError:
+        logger.error("shutdown: %s did not finish within %.1f s; going on", name, limit_s)
+        return False
+    except Exception:
+        logger.exception("shutdown: %s failed; going on", name)
+        return False
+    logger.info("shutdown: %s done in %.0f ms", name, (time.perf_counter() - started) * 1000)
+    return True
 
 
 def hypercorn_config(settings: Settings) -> HypercornConfig:
@@ -65,7 +91,7 @@ async def run_server(settings: Settings) -> None:
     if services.shared is not None:
         services.shared.start()
     # The first SIGTERM/SIGINT drains (gateway.drain), a second one hurries the drain.
-    stop, hurry = asyncio.Event(), asyncio.Event()
+    stop, hurry, drain_done = asyncio.Event(), asyncio.Event(), asyncio.Event()
     loop = asyncio.get_running_loop()
 
     def on_signal() -> None:
@@ -78,9 +104,12 @@ async def run_server(settings: Settings) -> None:
         """Hypercorn's shutdown trigger: HTTP serves on until the calls are drained."""
         await stop.wait()
         print("Telepath draining", file=sys.stderr, flush=True)
-        await drain_calls(
-            services.drain, services.runner, deadline_s=settings.drain_timeout, hurry=hurry
-        )
+        try:
+            await drain_calls(
+                services.drain, services.runner, deadline_s=settings.drain_timeout, hurry=hurry
+            )
+        finally:
+            drain_done.set()
 
     try:
         if settings.demo:
@@ -108,12 +137,24 @@ async def run_server(settings: Settings) -> None:
             file=sys.stderr,
             flush=True,
         )
+        config = hypercorn_config(settings)
         try:
-            await hypercorn_serve(app, hypercorn_config(settings), shutdown_trigger=drained)
+            # Hypercorn closes its connections within graceful_timeout of the trigger, then
+            # runs the app's shutdown hooks: bounded from the trigger on, like every step.
+            http = asyncio.ensure_future(hypercorn_serve(app, config, shutdown_trigger=drained))
+            draining = asyncio.ensure_future(drain_done.wait())
+            await asyncio.wait({http, draining}, return_when=asyncio.FIRST_COMPLETED)
+            draining.cancel()
+            if not drain_done.is_set():
+                http.result()  # HTTP stopped by itself (a bind error): that is the outcome
+            else:
+                bound = config.graceful_timeout + SHUTDOWN_STEP_TIMEOUT_S
+                if not await shutdown_step("HTTP server", asyncio.shield(http), bound):
+                    http.cancel()
         finally:
             if sip is not None:
-                await sip.stop()
+                await shutdown_step("SIP calls and listeners", sip.stop())
     finally:
         lag_monitor.stop()
-        await services.close()
-        await close_database()
+        await shutdown_step("services", services.close())
+        await shutdown_step("database", close_database())

@@ -272,7 +272,8 @@ async def run_media_stream(
         with contextlib.suppress(Exception):
             # The leg has ended either way, so the bridge winds down; shielded so that a
             # cancelled handler does not cut the record short.
-            await asyncio.wait_for(asyncio.shield(run), _RUN_WIND_DOWN_S)
+            async with asyncio.timeout(_RUN_WIND_DOWN_S):
+                await asyncio.shield(run)
         with contextlib.suppress(Exception):
             async with asyncio.timeout(1.0):
                 await leg.flush()

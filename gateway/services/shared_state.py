@@ -46,6 +46,8 @@ logger = logging.getLogger(__name__)
 CONFIG_CHANNEL = "telepath:config"
 _NODES = "telepath:nodes"
 _TOTAL = "*"
+# How long close() waits for the heartbeat and the listener to stop once cancelled.
+_STOP_WAIT_S = 3.0
 
 
 def _node_key(node: str) -> str:
@@ -234,8 +236,12 @@ class SharedState:
     async def _heartbeat(self) -> None:
         interval = self.ttl / 3
         while True:
+            # asyncio.timeout, not wait_for: Python 3.11's wait_for returns the result
+            # instead of raising when a cancel meets a set event, and close() would wait
+            # for a heartbeat that never stops.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._dirty.wait(), timeout=interval)
+                async with asyncio.timeout(interval):
+                    await self._dirty.wait()
             self._dirty.clear()
             await self.flush()
             with contextlib.suppress(RedisError, OSError):
@@ -254,9 +260,15 @@ class SharedState:
         sharing a serving node's name must not wipe them), close the connection pool."""
         for task in self._tasks:
             task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, RedisError, OSError):
-                await task
+        if self._tasks:
+            # Bounded: a task stuck in a Redis client call must not keep a draining node
+            # alive (asyncio.wait, unlike awaiting the task, does not wait on its cancel).
+            _, stuck = await asyncio.wait(self._tasks, timeout=_STOP_WAIT_S)
+            if stuck:
+                logger.warning("shared state: %d task(s) did not stop in time", len(stuck))
+            for task in self._tasks:
+                if task.done() and not task.cancelled() and task.exception() is not None:
+                    logger.warning("shared state: a task ended with %r", task.exception())
         self._tasks = []
         if not self._published:
             await self._redis.aclose()

@@ -178,8 +178,11 @@ class SipCallLeg:
         sent = self._endpoint.act(lambda now: uas.hangup(self.call, now, extra=extra))
         self._note("bye_sent", reason=end.reason.value)
         if sent:
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(asyncio.shield(self._bye_done), _BYE_WAIT)
+            # asyncio.timeout rather than wait_for: on Python 3.11 wait_for drops a
+            # cancellation that meets the response in the same loop iteration.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(_BYE_WAIT):
+                    await asyncio.shield(self._bye_done)
         self._shutdown_media()
 
     def play(self, frame: AudioFrame) -> None:

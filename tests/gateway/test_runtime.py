@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
 
+from gateway import runtime
 from gateway.runtime import (
     EventLoop,
     EventLoopUnavailable,
@@ -99,3 +103,40 @@ def test_serve_forever_runs_on_the_chosen_loop(setting: str) -> None:
         return running_event_loop()
 
     assert serve_forever(loop, which()) == setting
+
+
+@pytest.mark.parametrize("setting", ["uvloop", "asyncio"])
+def test_serve_forever_cancels_leftovers_and_leaves_a_stuck_task_behind(
+    setting: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A task that ignores its cancellation must not keep the process from exiting
+    (asyncio.run would wait for it forever); a well-behaved one still runs its cleanup."""
+    monkeypatch.setattr(runtime, "WIND_DOWN_S", 0.3)
+    cleaned: list[str] = []
+
+    async def polite() -> None:
+        try:
+            await asyncio.sleep(3600)
+        finally:
+            cleaned.append("polite")
+
+    async def stubborn() -> None:
+        while True:
+            try:
+                await asyncio.sleep(3600)
+            except asyncio.CancelledError:
+                continue  # what a library that swallows cancellation does
+
+    async def main() -> str:
+        asyncio.get_running_loop().create_task(polite(), name="polite")
+        asyncio.get_running_loop().create_task(stubborn(), name="stubborn")
+        await asyncio.sleep(0)
+        return "served"
+
+    started = time.monotonic()
+    with caplog.at_level(logging.ERROR, logger="gateway.runtime"):
+        assert serve_forever(choose_event_loop(setting), main()) == "served"
+    assert time.monotonic() - started < 3
+    assert cleaned == ["polite"]
+    stuck = [r.getMessage() for r in caplog.records if "ignored its cancellation" in r.getMessage()]
+    assert len(stuck) == 1 and "stubborn" in stuck[0], caplog.text

@@ -18,6 +18,7 @@ from __future__ import annotations
 import secrets
 import signal
 import socket
+import subprocess
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack
@@ -74,16 +75,25 @@ class Cluster:
         return username, password
 
 
-def start_cluster(stack: ExitStack, database_url: str, *, drain_timeout: float) -> Cluster:
+def start_cluster(
+    stack: ExitStack, database_url: str, logs: Path, *, drain_timeout: float
+) -> Cluster:
     """Two nodes sharing the database, Redis and the master key (started one after the
-    other: the first one creates the schema)."""
-    env = {"TELEPATH_SECRET_KEY": new_secret_key(), "TELEPATH_LOG_LEVEL": "WARNING"}
+    other: the first one creates the schema). Each logs at INFO to ``logs/node-N.log``,
+    which a failing assertion shows."""
+    env = {"TELEPATH_SECRET_KEY": new_secret_key(), "TELEPATH_LOG_LEVEL": "INFO"}
     ports = [free_udp_port(), free_udp_port()]
+    logs.mkdir(parents=True, exist_ok=True)
     nodes = [
         stack.enter_context(
-            live_server(database_url, args=node_args(port, drain_timeout=drain_timeout), env=env)
+            live_server(
+                database_url,
+                args=node_args(port, drain_timeout=drain_timeout),
+                env=env,
+                log_path=logs / f"node-{index}.log",
+            )
         )
-        for port in ports
+        for index, port in enumerate(ports)
     ]
     api = nodes[0].session(nodes[0].api_key())
     return Cluster(database_url, nodes, ports, api)
@@ -106,7 +116,7 @@ def scenario(tmp: Path, hold_ms: int) -> Path:
 def test_drained_node_hands_new_calls_to_the_other(cluster_db: str, tmp_path: Path) -> None:
     kamailio_binary()
     with ExitStack() as stack:
-        cluster = start_cluster(stack, cluster_db, drain_timeout=3)
+        cluster = start_cluster(stack, cluster_db, tmp_path / "nodes", drain_timeout=3)
         user, password = cluster.create_trunk()
         proxy = stack.enter_context(kamailio(tmp_path / "kamailio", cluster.sip_ports))
         node_a, node_b = cluster.node_name(0), cluster.node_name(1)
@@ -153,7 +163,11 @@ def test_drained_node_hands_new_calls_to_the_other(cluster_db: str, tmp_path: Pa
             cwd=second_cwd,
         )
         # Node A exits after its drain deadline (3 s): not at once, not at the callers' BYE (15 s).
-        assert cluster.nodes[0].process.wait(timeout=30) == 0
+        try:
+            exit_code = cluster.nodes[0].process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            pytest.fail("node A still runs 30 s after SIGTERM:\n" + cluster.nodes[0].log_tail())
+        assert exit_code == 0, cluster.nodes[0].log_tail()
         assert 2.5 <= time.monotonic() - drained_at < 12
         sipp_done(second, second_cwd)
         sipp_done(first, tmp_path / "first")
@@ -180,7 +194,7 @@ def test_drained_node_hands_new_calls_to_the_other(cluster_db: str, tmp_path: Pa
 
 def test_trunk_cap_holds_across_nodes(cluster_db: str, tmp_path: Path) -> None:
     with ExitStack() as stack:
-        cluster = start_cluster(stack, cluster_db, drain_timeout=1)
+        cluster = start_cluster(stack, cluster_db, tmp_path / "nodes", drain_timeout=1)
         user, password = cluster.create_trunk(max_concurrent_calls=1)
         # One call on node A …
         long_call = sipp_calls(
@@ -203,9 +217,9 @@ def test_trunk_cap_holds_across_nodes(cluster_db: str, tmp_path: Path) -> None:
         assert [r["node"] for r in refused] == [cluster.node_name(1)]
 
 
-def test_challenge_from_one_node_verifies_on_the_other(cluster_db: str) -> None:
+def test_challenge_from_one_node_verifies_on_the_other(cluster_db: str, tmp_path: Path) -> None:
     with ExitStack() as stack:
-        cluster = start_cluster(stack, cluster_db, drain_timeout=1)
+        cluster = start_cluster(stack, cluster_db, tmp_path / "nodes", drain_timeout=1)
         user, password = cluster.create_trunk()
         client = SipClient(cluster.sip_ports[0])
         challenge = client.challenge(user)

@@ -137,3 +137,27 @@ def test_config_messages_are_checked(raw: str | bytes, expected: ConfigChanged |
 def test_ttl_must_leave_room_for_the_heartbeat() -> None:
     with pytest.raises(ValueError, match="ttl"):
         SharedState(REDIS_URL, "n", ttl=1)
+
+
+async def test_close_stops_a_heartbeat_woken_in_the_same_tick() -> None:
+    """A count change right before close() (a call ending as the node shuts down) woke the
+    heartbeat in the very loop iteration that cancelled it; Python 3.11's wait_for then
+    returned instead of raising, the heartbeat ran on and close() never returned."""
+    require_redis()
+    state = SharedState(REDIS_URL, f"test-{secrets.token_hex(4)}-close", ttl=30)
+    state.start()
+    await state.wait_subscribed()
+    await asyncio.sleep(0.05)  # the heartbeat's first flush is done: it waits for a change
+    state.update({"trk_close": 1})  # marks the counts dirty: the heartbeat wakes ...
+    closing = asyncio.ensure_future(state.close())  # ... in the iteration close() cancels it
+    done, _ = await asyncio.wait([closing], timeout=5)
+    if not done:  # (cancelling close() would also stop the heartbeat: a second cancel)
+        closing.cancel()
+        pytest.fail("close() did not return: the heartbeat ignored its cancellation")
+    closing.result()
+    client = redis.asyncio.Redis.from_url(REDIS_URL)
+    try:  # close() went on to withdraw this node's counts
+        assert not await client.sismember("telepath:nodes", state.node)
+        assert not await client.exists(f"telepath:node:{state.node}:calls")
+    finally:
+        await client.aclose()

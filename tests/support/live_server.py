@@ -49,6 +49,13 @@ class LiveServer:
     database_url: str
     env: dict[str, str]
     process: subprocess.Popen[str]
+    log_path: Path | None = None
+
+    def log_tail(self, chars: int = 6000) -> str:
+        """The end of the node's output (when it writes to ``log_path``)."""
+        if self.log_path is None or not self.log_path.exists():
+            return "(output piped, not on file)"
+        return self.log_path.read_text(errors="replace")[-chars:]
 
     def api_key(
         self, account: str = "default", name: str = "test", scopes: str = "read,write"
@@ -88,13 +95,19 @@ def live_server(
     args: Sequence[str] = (),
     env: Mapping[str, str] | None = None,
     timeout: float = 30.0,
+    log_path: Path | None = None,
 ) -> Iterator[LiveServer]:
-    """Start ``telepath serve`` on a free loopback port; stop it (SIGTERM) afterwards."""
+    """Start ``telepath serve`` on a free loopback port; stop it (SIGTERM) afterwards.
+
+    Its output is piped (``process.communicate()`` reads it once it exits) unless
+    ``log_path`` is given: then stdout and stderr go to that file, which a long-running
+    node cannot fill up the way an unread pipe blocks it."""
     port = free_port()
     # A short drain: a test that leaves a call up should not wait the default 30 s at exit.
     full_env = {"TELEPATH_LOG_LEVEL": "WARNING", "TELEPATH_DRAIN_TIMEOUT": "1", **(env or {})}
     if not database_url.startswith("sqlite"):
         full_env.setdefault("TELEPATH_SECRET_KEY", new_secret_key())
+    log = None if log_path is None else log_path.open("w")
     process = subprocess.Popen(
         [
             sys.executable,
@@ -109,8 +122,8 @@ def live_server(
         ],
         cwd=ROOT,
         env={**os.environ, **full_env},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
+        stdout=subprocess.PIPE if log is None else log,
+        stderr=subprocess.PIPE if log is None else subprocess.STDOUT,
         text=True,
     )
     url = f"http://127.0.0.1:{port}"
@@ -119,6 +132,8 @@ def live_server(
         while True:
             if process.poll() is not None:
                 out, err = process.communicate()
+                if log_path is not None:
+                    out, err = log_path.read_text(errors="replace"), ""
                 raise RuntimeError(
                     f"telepath serve exited with {process.returncode}:\n{out}\n{err}"
                 )
@@ -130,7 +145,7 @@ def live_server(
             if time.monotonic() > deadline:
                 raise RuntimeError("telepath serve did not come up in time")
             time.sleep(0.1)
-        yield LiveServer(url, database_url, full_env, process)
+        yield LiveServer(url, database_url, full_env, process, log_path)
     finally:
         process.terminate()
         try:
@@ -138,3 +153,5 @@ def live_server(
         except subprocess.TimeoutExpired:
             process.kill()
             process.communicate()
+        if log is not None:
+            log.close()
