@@ -5,8 +5,10 @@ On the first SIGTERM (or SIGINT) ``run_server`` starts a drain:
 1. :class:`DrainState` turns ``draining``: the SIP service answers every new INVITE
    ``503 Service Unavailable`` with ``Retry-After`` (RFC 3261 §21.5.4: the server is
    temporarily unable; a proxy such as Kamailio's dispatcher then tries the next node),
-   and ``/readyz`` answers 503 ``{"status": "draining"}`` so HTTP load balancers stop
-   sending new work. The HTTP API keeps serving meanwhile.
+   the voice webhooks of new media-stream calls get HTTP 503 (the carrier tries the
+   number's fallback URL, gateway.media_streams.webhooks), and ``/readyz`` answers 503
+   ``{"status": "draining"}`` so HTTP load balancers stop sending new work. The HTTP API
+   and the webhooks of running calls keep being served meanwhile.
 2. Calls already running continue until they end or until the drain deadline
    (``--drain-timeout``, ``TELEPATH_DRAIN_TIMEOUT``), whichever comes first.
 3. At the deadline every remaining call is ended with ``DisconnectReason.SHUTDOWN`` (blame

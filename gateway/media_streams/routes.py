@@ -100,7 +100,10 @@ def _handler() -> CarrierWebhooks:
 
 
 def _respond(reply: WebhookReply) -> Response:
-    return Response(reply.body, status=reply.status, content_type=reply.content_type)
+    response = Response(reply.body, status=reply.status, content_type=reply.content_type)
+    if reply.retry_after is not None:
+        response.headers["Retry-After"] = str(reply.retry_after)
+    return response
 
 
 async def _body() -> bytes:

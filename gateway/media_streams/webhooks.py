@@ -14,6 +14,14 @@ the voice webhook, answered with TeXML). Both are Ed25519-signed (carriers.md §
 Replies: unknown trunk → ``<Reject/>`` (TwiML/TeXML) or 404 (Call Control); a bad
 signature → 403; an inactive trunk → ``<Reject/>``; a number the trunk does not serve →
 ``<Reject reason="rejected"/>``; a trunk at its concurrency cap → ``<Reject reason="busy"/>``.
+
+A new call while this node drains (gateway.drain) or is overloaded (gateway.overload) →
+503 with ``Retry-After``, as a SIP INVITE would get: the carrier then asks the number's
+fallback URL ("If Twilio is unable to retrieve or execute TwiML from your web server, a
+request is immediately made to the number's Fallback URL", twilio.com/docs/usage/security/
+availability-reliability; Telnyx: "The server must return an HTTP 200, otherwise we will
+reattempt delivery at the failover webhook URL", carriers.md §2). Status callbacks and
+events of running calls are still taken: they complete records.
 """
 
 from __future__ import annotations
@@ -72,6 +80,8 @@ logger = logging.getLogger(__name__)
 XML = "text/xml; charset=utf-8"
 TEXT = "text/plain; charset=utf-8"
 _MAX_FIELDS = 200
+# Retry-After of an overloaded node's 503: the same as a SIP INVITE gets (gateway.sip_service).
+_OVERLOAD_RETRY_AFTER_S = 5
 _FINAL = ("completed", "busy", "failed", "no-answer", "canceled")
 Pairs = Sequence[tuple[str, str]]
 
@@ -83,6 +93,7 @@ class WebhookReply:
     status: int
     body: str = ""
     content_type: str = TEXT
+    retry_after: int | None = None  # seconds, for a 503 (RFC 9110 §10.2.3)
 
 
 _FORBIDDEN = WebhookReply(403, "signature check failed")
@@ -107,6 +118,21 @@ class CarrierWebhooks:
     def __init__(self, services: Services, hub: MediaStreamHub) -> None:
         self.services = services
         self.hub = hub
+
+    def _shed(self, carrier: Carrier) -> WebhookReply | None:
+        """The 503 for a new call this node must not take now, else ``None``."""
+        services = self.services
+        if services.drain.draining:
+            reason = "draining"
+            retry = services.drain.retry_after(asyncio.get_running_loop().time())
+        elif services.overload.overloaded:
+            reason, retry = "overloaded", _OVERLOAD_RETRY_AFTER_S
+        else:
+            return None
+        logger.info("%s voice webhook refused: node %s status=503", carrier.value, reason)
+        return WebhookReply(
+            503, f"this node is {reason}: try another (fallback URL)", retry_after=retry
+        )
 
     # --- Twilio -------------------------------------------------------------------------
 
@@ -144,6 +170,9 @@ class CarrierWebhooks:
         event = _call_status(pairs, trunk_id, "Twilio voice webhook")
         if event is None:
             return _BAD
+        shed = self._shed(Carrier.TWILIO)
+        if shed is not None:
+            return shed
         return await self._answer_form_call(
             trunk, Carrier.TWILIO, event, twilio_reject, twilio_connect_stream, None
         )
@@ -222,6 +251,9 @@ class CarrierWebhooks:
             )
             await self._report(trunk, Carrier.TELNYX, event.call_sid, report)
             return _OK
+        shed = self._shed(Carrier.TELNYX)
+        if shed is not None:
+            return shed
         return await self._answer_form_call(
             trunk, Carrier.TELNYX, event, texml_reject, texml_connect_stream, "texml"
         )
@@ -232,11 +264,17 @@ class CarrierWebhooks:
         except MediaStreamProtocolError as exc:
             logger.warning("trunk_id=%s Call Control webhook malformed: %s", trunk.trunk.id, exc)
             return _BAD
+        new_call = isinstance(event, TelnyxCallInitiated) and event.direction in (None, "incoming")
+        if new_call:
+            # Before the duplicate check: the retry of a refused event must be acted on.
+            shed = self._shed(Carrier.TELNYX)
+            if shed is not None:
+                return shed
         # Telnyx retries and reorders webhooks (carriers.md §2.1): act on each id once.
         if not self.hub.first_time(event.call.event_id):
             return _OK
         if isinstance(event, TelnyxCallInitiated):
-            if event.direction not in (None, "incoming"):
+            if not new_call:
                 return _OK
             await self._call_control_initiated(trunk, event)
         elif isinstance(event, TelnyxCallHungUp):

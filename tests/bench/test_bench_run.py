@@ -62,9 +62,9 @@ def test_report_has_every_figure_with_sane_values(tmp_path: Path) -> None:
             dist = run[figure]
             assert dist["samples"] > 0, (path, figure)
             # Latency is positive (the agent cannot see a frame before it was sent) and
-            # bounded on an idle loopback; the jitter buffer alone holds 20 ms.
+            # bounded on an idle loopback. No lower bound beyond that: without a jitter
+            # buffer a caller frame crosses the gateway in well under a millisecond.
             assert 0 < dist["p50"] <= dist["p99"] <= dist["max"] < 2000, (path, figure, dist)
-        assert run["caller_to_agent_ms"]["p50"] >= 1, path
         # SIP: the pacer sends every 20 ms; media streams: the echoed frames only.
         share = 1.0 if path != "twilio" else 0.8
         assert run["rtp_out_packets"] >= share * 2 * FRAMES_PER_SECOND * run["window_seconds"]
