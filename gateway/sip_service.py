@@ -200,13 +200,14 @@ class SipService:
             return
         if isinstance(event, RequestRefused):
             if event.method == "INVITE" and not event.call and event.status == 503:
-                # The core refused a new INVITE by itself: the --max-calls cap.
+                # The core refused a new INVITE by itself: the node drains, or the
+                # --max-calls cap is reached.
                 logger.info(
-                    "SIP INVITE refused: user=None source=%s:%s transport=%s"
-                    " reason=gateway at capacity status=503",
+                    "SIP INVITE refused: user=None source=%s:%s transport=%s reason=%s status=503",
                     event.source.host,
                     event.source.port,
                     event.source.transport.value,
+                    "draining" if self.services.drain.draining else "gateway at capacity",
                 )
             elif logger.isEnabledFor(logging.DEBUG):
                 logger.debug(

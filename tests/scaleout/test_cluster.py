@@ -175,10 +175,20 @@ def test_drained_node_hands_new_calls_to_the_other(cluster_db: str, tmp_path: Pa
         # (10 calls: all hashing to B by chance is a 1 in 1024 event).
         log = (tmp_path / "kamailio" / "kamailio.log").read_text(errors="replace")
         assert f"node sip:127.0.0.1:{cluster.sip_ports[0]} answered 503" in log, log[-3000:]
+        # ... and node A said why in its own log.
+        assert "reason=draining status=503" in cluster.nodes[0].log_tail(1_000_000)
 
+        # sipp is done once its BYEs are answered; node B finalises those records right
+        # after (a moment later on a loaded machine).
+        wait_for(
+            lambda: all(r["end_time"] is not None for r in calls_by_node(cluster_db)),
+            15,
+            "every call record finalised",
+        )
         records = calls_by_node(cluster_db)
         assert len(records) == 22, records  # no call record lost
-        assert all(r["end_time"] is not None and r["status"] == "completed" for r in records)
+        unfinished = [r for r in records if r["end_time"] is None or r["status"] != "completed"]
+        assert not unfinished, unfinished
         first_ids = {r["sip_call_id"] for r in on_a + on_b}
         later = [r for r in records if r["sip_call_id"] not in first_ids]
         assert len(later) == 10
