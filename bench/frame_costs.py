@@ -14,6 +14,11 @@ agents without one) and what it does for every frame it hands on (``TurnTracker.
   what is left to save.
 * ``histogram``: ``LogHistogram.add`` on realistic per-frame gateway latencies
   (log-normal around 0.1 ms) and ``TurnTracker.gateway``, which wraps it.
+* ``handoff``: what passing one item from a loop callback (as a datagram arrives) to its
+  consumer costs on the gateway's event loop: a plain call, ``media.inbox.Inbox`` to a
+  waiting task (a task hop, as leg events reach the bridge), ``asyncio.Queue`` to a
+  waiting task; ``loop tick`` is the producer's own ``call_soon`` chain, included in the
+  others. The difference to ``callback`` is what removing one hop per frame would save.
 
 Each figure is the best of ``--repeats`` runs (``timeit``'s advice: the minimum is the
 least disturbed), in microseconds per frame (per call for the histogram), loop overhead
@@ -26,10 +31,13 @@ per 20 ms, both directions together.
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
 import io
 import math
 import shutil
 import subprocess
+import time
 import timeit
 import wave
 from collections.abc import Callable
@@ -45,6 +53,7 @@ from media.converters import Converter, make_converter
 from media.frames import G722_16K, L16_16K, PCMU, AudioFormat, AudioFrame, Encoding
 from media.g711 import encode_ulaw
 from media.g722 import G722Encoder
+from media.inbox import Inbox
 from media.resample import StreamResampler, samples_to_pcm
 from media.tones import noise, speech_like
 
@@ -211,6 +220,77 @@ def histogram_rows(repeats: int) -> list[Row]:
     ]
 
 
+async def _handoff_us(kind: str, items: int) -> float:
+    """µs of CPU per item: a ``call_soon`` chain hands ``items`` items to a consumer."""
+    loop = asyncio.get_running_loop()
+    finished = loop.create_future()
+    inbox: Inbox[int] = Inbox()
+    queue: asyncio.Queue[int] = asyncio.Queue()
+    received: list[int] = []
+    consumer: asyncio.Task[None] | None = None
+
+    async def consume() -> None:
+        get = inbox.get if kind == "inbox" else queue.get
+        while True:
+            received.append(await get())
+
+    if kind in ("inbox", "queue"):
+        consumer = loop.create_task(consume())
+        await asyncio.sleep(0)  # the consumer waits before the first item
+    deliver: Callable[[int], object] = {
+        "tick": lambda item: None,
+        "callback": received.append,
+        "inbox": inbox.put,
+        "queue": queue.put_nowait,
+    }[kind]
+    count = 0
+
+    def tick() -> None:
+        nonlocal count
+        deliver(count)
+        count += 1
+        if count < items:
+            loop.call_soon(tick)
+        else:
+            loop.call_soon(finished.set_result, None)
+
+    started = time.process_time()
+    loop.call_soon(tick)
+    await finished
+    spent = time.process_time() - started
+    if consumer is not None:
+        consumer.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await consumer
+    if kind != "tick" and len(received) != items:
+        raise RuntimeError(f"handoff {kind}: {len(received)} of {items} items arrived")
+    return spent / items * 1e6
+
+
+def handoff_rows(repeats: int, items: int = 50_000) -> list[Row]:
+    loop_name = "asyncio"
+    try:
+        import uvloop
+
+        loop = uvloop.new_event_loop()
+        loop_name = "uvloop"
+    except ImportError:
+        loop = asyncio.new_event_loop()
+    rows = []
+    try:
+        for kind, what in (
+            ("tick", "loop tick"),
+            ("callback", "callback"),
+            ("inbox", "Inbox -> task"),
+            ("queue", "asyncio.Queue -> task"),
+        ):
+            best = min(loop.run_until_complete(_handoff_us(kind, items)) for _ in range(repeats))
+            rows.append(Row("handoff", what, loop_name, best))
+    finally:
+        loop.close()
+    return rows
+
+
 def format_rows(rows: list[Row]) -> str:
     width = max(len(r.what) for r in rows)
     signal_width = max(len(r.signal) for r in rows)
@@ -234,6 +314,7 @@ def main(argv: list[str] | None = None) -> None:
     rows = vad_rows(args.seconds, args.repeats, use_espeak)
     rows += part_rows(args.seconds, args.repeats, use_espeak)
     rows += histogram_rows(args.repeats)
+    rows += handoff_rows(args.repeats)
     print(format_rows(rows))
 
 
