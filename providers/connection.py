@@ -10,10 +10,9 @@ import asyncio
 import logging
 from collections.abc import Mapping
 
-from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import InvalidHandshake, InvalidStatus, InvalidURI
-from websockets.typing import Subprotocol
 
+from providers.agent_socket import AgentSocket, open_agent_socket
 from providers.base import (
     ErrorCategory,
     ProviderAuthError,
@@ -59,28 +58,25 @@ async def connect_agent(
     connect_timeout: float = 5.0,
     ping_interval: float | None = 20.0,
     subprotocols: list[str] | None = None,
-) -> ClientConnection:
+) -> AgentSocket:
     """Open the WebSocket to an agent within ``connect_timeout`` seconds.
 
     Keep-alive pings run every ``ping_interval`` seconds (a dead peer closes the socket
-    after another interval). Raises ``ProviderAuthError``, ``ProviderRateLimitError``,
+    after another interval). No compression is offered: audio does not compress and
+    deflate only costs CPU. Raises ``ProviderAuthError``, ``ProviderRateLimitError``,
     ``ProviderConfigError``, ``ProviderConnectError`` or ``ProviderError``.
     """
     try:
         async with asyncio.timeout(connect_timeout):
-            return await connect(
+            return await open_agent_socket(
                 url,
-                additional_headers=dict(headers or {}),
-                open_timeout=None,  # the asyncio.timeout above bounds the whole open
+                headers=headers,
+                subprotocols=subprotocols,
+                max_size=MAX_MESSAGE_BYTES,
+                max_queue=64,
                 ping_interval=ping_interval,
                 ping_timeout=ping_interval,
                 close_timeout=2,
-                max_size=MAX_MESSAGE_BYTES,
-                max_queue=64,
-                compression=None,  # audio does not compress; deflate only costs CPU
-                proxy=None,
-                subprotocols=[Subprotocol(p) for p in subprotocols] if subprotocols else None,
-                user_agent_header="Telepath",
             )
     except InvalidStatus as exc:
         status = exc.response.status_code

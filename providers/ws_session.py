@@ -4,7 +4,8 @@ OpenAI Realtime, ElevenLabs and customers' own agents differ in their wire proto
 conversation state, not in how one socket is driven. This module owns the driving: the
 open/close lifecycle, a bounded ``EventChannel`` towards the bridge that always ends with
 ``AgentClosed``, a ``SendQueue`` that drops the oldest caller audio when the agent reads too
-slowly, a reader and a writer task, an idempotent ``close()`` that stops both tasks and
+slowly (caller audio goes straight to the socket while nothing is queued and the socket is
+not congested), a reader and a writer task, an idempotent ``close()`` that stops both tasks and
 closes the socket, and the mapping of a close we did not ask for to a fatal ``AgentError``
 followed by ``AgentClosed(error)``. No protocol decision lives here.
 
@@ -16,7 +17,7 @@ Lifecycle (``_State``)::
 Calling contract for a subclass. The base calls these hooks; a subclass never starts a
 task, never closes the socket and never finishes the event stream itself:
 
-``await _connect(context) -> ClientConnection``
+``await _connect(context) -> AgentSocket``
     Open the socket (through ``connect_agent``). Raise ``ProviderError`` on failure.
 ``await _handshake(ws, context, preferred) -> NegotiatedFormats``
     The opening exchange, bounded in time by the subclass. ``close()`` meanwhile closes
@@ -30,8 +31,9 @@ task, never closes the socket and never finishes the event stream itself:
     queue replies with ``_queue_control(...)`` (or ``await ws.send`` what must go out before
     the next read). Raise ``EndSession`` to end the session from our side.
 ``_encode_audio(frame) -> Outgoing``
-    Caller audio as the wire carries it, called by the writer just before it sends, so
-    that a sequence number never skips a frame the queue dropped.
+    Caller audio as the wire carries it, called just before it is sent (by
+    ``_queue_audio`` when nothing waits, else by the writer), so that a sequence number
+    never skips a frame the queue dropped.
 ``_peer_closed(ws, closed) -> ProviderError | HangupRequested | None``
     Called only while OPEN: what a close we did not ask for means: an error (emitted as a fatal ``AgentError``
     and carried by ``AgentClosed``), a ``HangupRequested`` where closing is how the
@@ -55,11 +57,11 @@ from collections.abc import AsyncIterator
 from enum import Enum
 from typing import Final
 
-from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
 from websockets.frames import CloseCode
 
 from media import AudioFormat, AudioFrame, CallContext
+from providers.agent_socket import AgentSocket
 from providers.base import (
     AgentClosed,
     AgentConfig,
@@ -146,6 +148,9 @@ class SendQueue:
         self._order = 0
         self._ready = asyncio.Event()
 
+    def __len__(self) -> int:
+        return len(self._audio) + len(self._control)
+
     def put_audio(self, frame: AudioFrame) -> bool:
         """Queue caller audio; True when the queue was full and its oldest frame dropped."""
         full = len(self._audio) >= self.max_audio
@@ -217,7 +222,7 @@ class WebSocketAgentSession(AgentSession):
         self._task_prefix = task_prefix
         self._call_id = ""
         self._state = _State.NEW
-        self._ws: ClientConnection | None = None
+        self._ws: AgentSocket | None = None
         self._formats: NegotiatedFormats | None = None
         self._events = EventChannel(event_queue)
         self._outbox = outbox or SendQueue(
@@ -226,17 +231,18 @@ class WebSocketAgentSession(AgentSession):
         self._unread: deque[str | bytes] = deque()
         self._reader: asyncio.Task[None] | None = None
         self._writer: asyncio.Task[None] | None = None
+        self._writing = False  # the writer holds items it has not finished sending
         self._closed = asyncio.Event()
 
     # --- hooks (see the module docstring) ---
 
     @abc.abstractmethod
-    async def _connect(self, context: CallContext) -> ClientConnection:
+    async def _connect(self, context: CallContext) -> AgentSocket:
         """Open the agent's socket."""
 
     @abc.abstractmethod
     async def _handshake(
-        self, ws: ClientConnection, context: CallContext, preferred: AudioFormat
+        self, ws: AgentSocket, context: CallContext, preferred: AudioFormat
     ) -> NegotiatedFormats:
         """Run the opening exchange; return the formats of the call."""
 
@@ -245,7 +251,7 @@ class WebSocketAgentSession(AgentSession):
         """Set up the conversation state once the handshake succeeded."""
 
     @abc.abstractmethod
-    async def _receive(self, ws: ClientConnection, data: str | bytes) -> None:
+    async def _receive(self, ws: AgentSocket, data: str | bytes) -> None:
         """Handle one message from the agent (reader task)."""
 
     @abc.abstractmethod
@@ -254,7 +260,7 @@ class WebSocketAgentSession(AgentSession):
 
     @abc.abstractmethod
     def _peer_closed(
-        self, ws: ClientConnection, closed: ConnectionClosed
+        self, ws: AgentSocket, closed: ConnectionClosed
     ) -> ProviderError | HangupRequested | None:
         """What a close we did not ask for means."""
 
@@ -329,8 +335,19 @@ class WebSocketAgentSession(AgentSession):
             await self._events.put(event)
 
     def _queue_audio(self, frame: AudioFrame) -> bool:
-        """Queue caller audio if OPEN; True when that dropped the oldest queued frame."""
-        return self._state is _State.OPEN and self._outbox.put_audio(frame)
+        """Send or queue caller audio if OPEN; True when that dropped the oldest queued frame.
+
+        With nothing queued or being sent and the socket taking data, the frame is written
+        at once, in the caller's callback: the common case costs no writer wake-up, and
+        the order of everything sent stays the order it was queued."""
+        if self._state is not _State.OPEN:
+            return False
+        ws = self._ws
+        if not self._outbox and not self._writing and ws is not None and not ws.congested:
+            with contextlib.suppress(ConnectionClosed):  # the reader reports how and why
+                ws.write(self._encode_audio(frame))
+            return False
+        return self._outbox.put_audio(frame)
 
     def _queue_control(self, *messages: Outgoing) -> None:
         """Queue control messages if OPEN; one beyond the bound is dropped and logged."""
@@ -348,7 +365,7 @@ class WebSocketAgentSession(AgentSession):
         if self._state is not _State.OPENING:
             raise ProviderConnectError(f"{self._name} session was closed while it opened")
 
-    async def _read(self, ws: ClientConnection) -> None:
+    async def _read(self, ws: AgentSocket) -> None:
         error: ProviderError | None = None
         last: list[AgentEvent] = []
         ended_by_us: EndSession | None = None
@@ -388,14 +405,18 @@ class WebSocketAgentSession(AgentSession):
             with contextlib.suppress(Exception):
                 await ws.close(CloseCode.POLICY_VIOLATION, ended_by_us.close_reason[:120])
 
-    async def _write(self, ws: ClientConnection) -> None:
+    async def _write(self, ws: AgentSocket) -> None:
         with contextlib.suppress(ConnectionClosed):  # the reader reports how and why
             while True:
                 await self._outbox.wait()
-                while (item := self._outbox.pop()) is not None:
-                    if isinstance(item, AudioFrame):
-                        item = self._encode_audio(item)
-                    await ws.send(item)
+                self._writing = True
+                try:
+                    while (item := self._outbox.pop()) is not None:
+                        if isinstance(item, AudioFrame):
+                            item = self._encode_audio(item)
+                        await ws.send(item)  # waits only while the socket is congested
+                finally:
+                    self._writing = False
 
     async def _shutdown(self, reason: str, error: ProviderError | None) -> None:
         if self._state is _State.CLOSED:
@@ -424,7 +445,7 @@ class WebSocketAgentSession(AgentSession):
         finally:
             self._closed.set()
 
-    async def _say_goodbye(self, ws: ClientConnection, reason: str) -> None:
+    async def _say_goodbye(self, ws: AgentSocket, reason: str) -> None:
         stop = self._stop_message(reason)
         if stop is None:
             return

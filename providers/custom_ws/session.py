@@ -31,7 +31,6 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed, ConnectionClosedOK
 from websockets.frames import CloseCode
 
@@ -39,6 +38,7 @@ from media import AudioFormat, AudioFrame, CallContext, Encoding
 from media.errors import MediaError
 from media.frames import DTMF_DIGITS
 from media.vad import SpeechStarted
+from providers.agent_socket import AgentSocket
 from providers.base import (
     AgentAudio,
     AgentConfig,
@@ -138,7 +138,7 @@ class CustomAgentSession(WebSocketAgentSession):
         """The dialect codec in use, once ``open`` has started."""
         return self._dialect
 
-    async def _connect(self, context: CallContext) -> ClientConnection:
+    async def _connect(self, context: CallContext) -> AgentSocket:
         """Read the trunk's options, pick the dialect, open the socket.
 
         Raises ``ProviderConfigError`` (bad options, no endpoint) or the categorised
@@ -170,7 +170,7 @@ class CustomAgentSession(WebSocketAgentSession):
         )
 
     async def _handshake(
-        self, ws: ClientConnection, context: CallContext, preferred: AudioFormat
+        self, ws: AgentSocket, context: CallContext, preferred: AudioFormat
     ) -> NegotiatedFormats:
         """Send ``start`` (twilio: ``connected`` + ``start``), await ``accept``.
 
@@ -192,7 +192,7 @@ class CustomAgentSession(WebSocketAgentSession):
         return dialect.negotiated(offered, accepted)
 
     async def _await_accept(
-        self, ws: ClientConnection, dialect: Dialect, wait: float
+        self, ws: AgentSocket, dialect: Dialect, wait: float
     ) -> AudioFormat | None:
         """The agent's first message within ``wait`` s: an ``accept`` picks the format;
         anything else (or silence) takes the offer, and the message is handled as usual."""
@@ -320,7 +320,7 @@ class CustomAgentSession(WebSocketAgentSession):
 
     # --- agent → bridge ---
 
-    async def _receive(self, ws: ClientConnection, data: str | bytes) -> None:
+    async def _receive(self, ws: AgentSocket, data: str | bytes) -> None:
         self.stats.agent_frames += 1
         try:
             message = self._require_dialect().parse(data)
@@ -332,7 +332,7 @@ class CustomAgentSession(WebSocketAgentSession):
             await self._emit(event)
 
     def _peer_closed(
-        self, ws: ClientConnection, closed: ConnectionClosed
+        self, ws: AgentSocket, closed: ConnectionClosed
     ) -> ProviderError | HangupRequested | None:
         ok = isinstance(closed, ConnectionClosedOK)  # the agent closed with 1000/1001
         if ok and self._ending_requested:

@@ -23,10 +23,10 @@ import asyncio
 import logging
 from typing import Final
 
-from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
 
 from media import AudioFormat, AudioFrame, CallContext
+from providers.agent_socket import AgentSocket
 from providers.base import (
     AgentConfig,
     NegotiatedFormats,
@@ -77,7 +77,7 @@ class ElevenLabsSession(WebSocketAgentSession):
 
     # --- opening ---
 
-    async def _connect(self, context: CallContext) -> ClientConnection:
+    async def _connect(self, context: CallContext) -> AgentSocket:
         options, timeout = self._options, self._config.connect_timeout
         if options.api_key is not None:
             url = await get_signed_url(
@@ -93,7 +93,7 @@ class ElevenLabsSession(WebSocketAgentSession):
         )
 
     async def _handshake(
-        self, ws: ClientConnection, context: CallContext, preferred: AudioFormat
+        self, ws: AgentSocket, context: CallContext, preferred: AudioFormat
     ) -> NegotiatedFormats:
         """Send the initiation data, adopt the formats the agent announces."""
         options, limit_s = self._options, self._config.connect_timeout
@@ -183,7 +183,7 @@ class ElevenLabsSession(WebSocketAgentSession):
 
     # --- agent → bridge ---
 
-    async def _receive(self, ws: ClientConnection, data: str | bytes) -> None:
+    async def _receive(self, ws: AgentSocket, data: str | bytes) -> None:
         conv = self._conv
         assert conv is not None  # set by _opened before the reader starts
         try:
@@ -196,7 +196,7 @@ class ElevenLabsSession(WebSocketAgentSession):
             await ws.send(wire.encode(reply))
         await self._emit(*conv.events_received())
 
-    def _peer_closed(self, ws: ClientConnection, closed: ConnectionClosed) -> ProviderError | None:
+    def _peer_closed(self, ws: AgentSocket, closed: ConnectionClosed) -> ProviderError | None:
         conv = self._conv
         if conv is not None and conv.ended_by_agent and ws.close_code in (1000, 1001):
             logger.info("call %s: ElevenLabs closed after the agent ended the call", self._call_id)

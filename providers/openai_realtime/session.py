@@ -20,10 +20,10 @@ import asyncio
 import logging
 from typing import Final
 
-from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
 
 from media import AudioFormat, AudioFrame, CallContext
+from providers.agent_socket import AgentSocket
 from providers.base import (
     AgentConfig,
     NegotiatedFormats,
@@ -79,7 +79,7 @@ class OpenAIRealtimeSession(WebSocketAgentSession):
 
     # --- opening ---
 
-    async def _connect(self, context: CallContext) -> ClientConnection:
+    async def _connect(self, context: CallContext) -> AgentSocket:
         return await connect_agent(
             self._options.url,
             provider=PROVIDER,
@@ -89,7 +89,7 @@ class OpenAIRealtimeSession(WebSocketAgentSession):
         )
 
     async def _handshake(
-        self, ws: ClientConnection, context: CallContext, preferred: AudioFormat
+        self, ws: AgentSocket, context: CallContext, preferred: AudioFormat
     ) -> NegotiatedFormats:
         """Send ``session.update``, wait for ``session.updated``."""
         formats = negotiate(preferred)
@@ -178,7 +178,7 @@ class OpenAIRealtimeSession(WebSocketAgentSession):
 
     # --- agent → bridge ---
 
-    async def _receive(self, ws: ClientConnection, data: str | bytes) -> None:
+    async def _receive(self, ws: AgentSocket, data: str | bytes) -> None:
         conv = self._conv
         assert conv is not None  # set by _opened before the reader starts
         try:
@@ -189,7 +189,7 @@ class OpenAIRealtimeSession(WebSocketAgentSession):
         self._flush_control()
         await self._emit(*conv.events_received())
 
-    def _peer_closed(self, ws: ClientConnection, closed: ConnectionClosed) -> ProviderError:
+    def _peer_closed(self, ws: AgentSocket, closed: ConnectionClosed) -> ProviderError:
         error = close_error(ws.close_code, ws.close_reason or "")
         logger.warning("call %s: %s", self._call_id, error.message)
         return error

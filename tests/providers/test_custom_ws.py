@@ -546,24 +546,37 @@ async def test_close_while_opening_ends_the_open_without_leftovers() -> None:
 
 
 async def test_full_send_queue_drops_the_oldest_caller_audio() -> None:
-    frames = 60
+    """An agent that stops reading: caller audio goes to the socket until it congests,
+    then the send queue keeps the newest ten frames and drops the oldest; the agent
+    hears a gap in the audio but never in the sequence numbers."""
+    queue = 10
+    count: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+    heard: asyncio.Future[list[dict[str, Any]]] = asyncio.get_running_loop().create_future()
 
     async def script(peer: AgentPeer) -> None:
         await peer.expect("start")
-        got = [await peer.expect("media") for _ in range(10)]
-        assert [m["sequence"] for m in got] == list(range(1, 11))
-        # The first 50 frames were dropped: the agent hears the newest ten.
-        assert [base64.b64decode(m["payload"])[0] for m in got] == list(range(50, 60))
-        await peer.send_json({"type": "mark", "name": "heard-ten"})
+        wanted = await count  # not reading meanwhile: the gateway's socket congests
+        heard.set_result([await peer.expect("media") for _ in range(wanted)])
+        await peer.send_json({"type": "mark", "name": "heard-all"})
         await idle(peer)
 
     async with FakeCustomAgent(script) as agent:
-        session = make_session(agent.url, send_queue_frames=10)
+        session = make_session(agent.url, send_queue_frames=queue)
         await session.open(CONTEXT, PCMU)
-        for n in range(frames):  # no await between: the writer cannot run
-            session.send_audio(pcmu(bytes([n]) * 160, ts=n * 20))
-        assert session.stats.dropped_caller_frames == frames - 10
-        assert await next_event(session.events()) == MarkRequested("heard-ten")
+        sent = 0
+        # No await in this loop: the agent cannot read, the socket buffers fill up.
+        while session.stats.dropped_caller_frames < 5 and sent < 200_000:
+            session.send_audio(pcmu(sent.to_bytes(4, "big") * 40, ts=sent * 20))
+            sent += 1
+        dropped = session.stats.dropped_caller_frames
+        assert dropped == 5, sent
+        direct = sent - dropped - queue  # written before the socket congested
+        count.set_result(direct + queue)
+        got = await asyncio.wait_for(heard, 30)
+        assert [m["sequence"] for m in got] == list(range(1, direct + queue + 1))
+        markers = [int.from_bytes(base64.b64decode(m["payload"])[:4], "big") for m in got]
+        assert markers == [*range(direct), *range(sent - queue, sent)]
+        assert await next_event(session.events()) == MarkRequested("heard-all")
         await session.close()
         await agent.finished()
 

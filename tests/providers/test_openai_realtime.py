@@ -322,13 +322,18 @@ async def test_pcmu_passes_through_unchanged_both_ways(fake: FakeOpenAIRealtime)
 
 
 async def test_audio_queue_drops_oldest_when_full(fake: FakeOpenAIRealtime) -> None:
+    """Caller audio goes to the socket until it congests (the service cannot read while
+    this loop runs), then the queue keeps the newest second (50 frames) and drops the
+    oldest."""
     opened = await open_session(fake, PCMU)
-    frames = [bytes([i]) * 160 for i in range(60)]
-    for payload in frames:  # no await: the sender cannot run, the queue overflows
-        opened.session.send_audio(AudioFrame(PCMU, payload))
-    assert opened.session.stats.audio_frames_dropped == 10
-    sent = await opened.conn.wait_audio(50 * 160)
-    assert sent == b"".join(frames[10:])
+    frames: list[bytes] = []
+    while opened.session.stats.audio_frames_dropped < 5 and len(frames) < 200_000:
+        frames.append(len(frames).to_bytes(4, "big") * 40)
+        opened.session.send_audio(AudioFrame(PCMU, frames[-1]))
+    assert opened.session.stats.audio_frames_dropped == 5, len(frames)
+    direct = len(frames) - 5 - 50  # written before the socket congested
+    heard = await opened.conn.wait_audio((direct + 50) * 160, within=30)
+    assert heard == b"".join(frames[:direct] + frames[-50:])
     await opened.session.close()
 
 
