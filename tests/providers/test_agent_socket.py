@@ -228,6 +228,28 @@ async def test_send_waits_while_the_peer_does_not_read() -> None:
     assert received > 65536
 
 
+async def test_a_fast_sender_is_paused_while_messages_wait_and_loses_nothing() -> None:
+    """300 messages arrive while nobody reads: reading pauses once ``max_queue`` wait
+    (the peer's sends then back up in TCP), resumes as they are taken, and every message
+    comes out once, in order."""
+    sent_all: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    async def flood(ws: ServerConnection) -> None:
+        for n in range(300):
+            await ws.send(f"{n:04d}" + "x" * 1000)
+        sent_all.set_result(None)
+        await ws.wait_closed()
+
+    async with websockets_server(flood) as url:
+        ws = await connect(url, max_queue=4)
+        with contextlib.suppress(TimeoutError):  # it may well block on our paused reading
+            await asyncio.wait_for(asyncio.shield(sent_all), 0.5)
+        got = [await asyncio.wait_for(ws.recv(), 5) for _ in range(300)]
+        assert [int(m[:4]) for m in got] == list(range(300))
+        await asyncio.wait_for(asyncio.shield(sent_all), 5)
+        await ws.close()
+
+
 async def test_wss_verifies_the_server_certificate(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -262,6 +284,7 @@ ALL = [
     test_close_gives_up_on_a_peer_that_ignores_it,
     test_invalid_utf8_in_a_text_message_fails_the_connection_with_1007,
     test_send_waits_while_the_peer_does_not_read,
+    test_a_fast_sender_is_paused_while_messages_wait_and_loses_nothing,
 ]
 
 
