@@ -83,7 +83,7 @@ class GatewayMetrics:
         )
         self.overloaded = Gauge(
             "telepath_overloaded",
-            "1 while new SIP calls are refused because the event loop runs late",
+            "1 while new calls are refused because the event loop runs late",
             registry=r,
         )
 

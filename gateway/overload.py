@@ -26,6 +26,7 @@ __all__ = ["PROBE_INTERVAL", "LagMonitor", "LoopLag"]
 logger = logging.getLogger(__name__)
 
 PROBE_INTERVAL = 0.1  # seconds between probes
+RETRY_AFTER_S = 5  # the Retry-After of an overloaded node's 503 (SIP and carrier webhooks)
 _SMOOTHING = 0.25  # weight of the newest sample in the average
 
 

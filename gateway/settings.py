@@ -154,8 +154,8 @@ _SERVE_FLAGS: dict[str, tuple[str, str]] = {
     ),
     "overload_lag_ms": (
         "TELEPATH_OVERLOAD_LAG_MS",
-        "new SIP calls get 503 while the event loop runs this many ms late on average "
-        "(default 50; 0: never)",
+        "new calls (SIP INVITEs, carrier voice webhooks) get 503 while the event loop runs "
+        "this many ms late on average (default 50; 0: never)",
     ),
     "trusted_proxies": (
         "TELEPATH_TRUSTED_PROXIES",

@@ -303,20 +303,14 @@ class SipService:
         # address checks, failed-auth limits, the call context and logs use that.
         source = client_origin(request, offered.source, self.settings.is_trusted_sip_proxy)
         user = route_user(request)
-        drain = self.services.drain
-        if drain.draining:
-            # gateway.drain: RFC 3261 §21.5.4 503 with Retry-After; the SIP load balancer
-            # (Kamailio's dispatcher) sends the INVITE to another node.
-            retry = str(drain.retry_after(loop.time()))
+        shed = self.services.new_call_refusal(loop.time())
+        if shed is not None:
+            # Draining or overloaded: RFC 3261 §21.5.4 503 with Retry-After; the SIP load
+            # balancer (Kamailio's dispatcher) sends the INVITE to another node, a carrier
+            # retries after Retry-After.
+            reason, retry = shed
             self._reject(
-                call, _Refused(503, "draining", None, (("Retry-After", retry),)), user, source
-            )
-            return
-        if self.services.overload.overloaded:
-            # gateway.overload: the running calls already take all this process has; a
-            # proxy in front tries another node, a carrier retries after Retry-After.
-            self._reject(
-                call, _Refused(503, "overloaded", None, (("Retry-After", "5"),)), user, source
+                call, _Refused(503, reason, None, (("Retry-After", str(retry)),)), user, source
             )
             return
         try:

@@ -80,8 +80,6 @@ logger = logging.getLogger(__name__)
 XML = "text/xml; charset=utf-8"
 TEXT = "text/plain; charset=utf-8"
 _MAX_FIELDS = 200
-# Retry-After of an overloaded node's 503: the same as a SIP INVITE gets (gateway.sip_service).
-_OVERLOAD_RETRY_AFTER_S = 5
 _FINAL = ("completed", "busy", "failed", "no-answer", "canceled")
 Pairs = Sequence[tuple[str, str]]
 
@@ -121,14 +119,10 @@ class CarrierWebhooks:
 
     def _shed(self, carrier: Carrier) -> WebhookReply | None:
         """The 503 for a new call this node must not take now, else ``None``."""
-        services = self.services
-        if services.drain.draining:
-            reason = "draining"
-            retry = services.drain.retry_after(asyncio.get_running_loop().time())
-        elif services.overload.overloaded:
-            reason, retry = "overloaded", _OVERLOAD_RETRY_AFTER_S
-        else:
+        refusal = self.services.new_call_refusal(asyncio.get_running_loop().time())
+        if refusal is None:
             return None
+        reason, retry = refusal
         logger.info("%s voice webhook refused: node %s status=503", carrier.value, reason)
         return WebhookReply(
             503, f"this node is {reason}: try another (fallback URL)", retry_after=retry

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 from gateway.drain import DrainState
 from gateway.metrics import GatewayMetrics
-from gateway.overload import LoopLag
+from gateway.overload import RETRY_AFTER_S, LoopLag
 from gateway.secret_box import Keyring, load_keyring
 from gateway.services.analytics import AnalyticsService
 from gateway.services.api_keys import ApiKeyService
@@ -84,6 +84,16 @@ class Services:
             shared=SharedState(settings.redis_url, node) if settings.redis_url else None,
             overload=overload,
         )
+
+    def new_call_refusal(self, now: float) -> tuple[str, int] | None:
+        """Why this node must not take a new call now, with the Retry-After seconds of its
+        503, or ``None``: it drains (gateway.drain) or is overloaded (gateway.overload).
+        The one rule for SIP INVITEs and carrier voice webhooks alike."""
+        if self.drain.draining:
+            return "draining", self.drain.retry_after(now)
+        if self.overload.overloaded:
+            return "overloaded", RETRY_AFTER_S
+        return None
 
     async def close(self) -> None:
         """Release shared connections."""

@@ -107,6 +107,9 @@ class JitterBuffer:
         self.late = 0
         self.duplicates = 0
         self.concealed = 0
+        # Missing packets passed over unconcealed: always 0 here (a playout buffer conceals
+        # or resyncs); the ReorderBuffer counts them. The stream reads either.
+        self.skipped = 0
         self.restarts = 0
         self.overflow_drops = 0
         self._jitter = 0.0  # RFC 3550 A.8 estimate, timestamp units

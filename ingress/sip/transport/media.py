@@ -339,9 +339,7 @@ class RtpMediaStream:
             "jitter_mean_ms": round(snap.mean_jitter_ms, 3),
             "jitter_buffer_delay_ms": round(self._jitter.delay * 1000, 3),
             "concealed_frames": self._jitter.concealed,
-            "inbound_skipped": (
-                self._jitter.skipped if isinstance(self._jitter, ReorderBuffer) else 0
-            ),
+            "inbound_skipped": self._jitter.skipped,
             "dtmf_received": self._dtmf_digits,
             "events_dropped": self._events_dropped,
             "rtt_ms": None if rtt is None else round(rtt * 1000, 3),
