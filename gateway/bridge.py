@@ -15,14 +15,20 @@ refuse the call).
 
 What flows where (docs/architecture.md, "A call, step by step")::
 
-    leg.events()  ─ AudioFrame ─▶ inbound converter ─▶ session.send_audio
+    leg.listen()  ─ AudioFrame ─▶ inbound converter ─▶ session.send_audio
                   ─ DtmfDigit  ─▶ session.send_dtmf
                   ─ MarkPlayed ─▶ heard-ms accounting / session.mark_played
                   ─ LegEnded   ─▶ end of call (leg already gone)
-    session.events() ─ AgentAudio ─▶ outbound converter ─▶ 20 ms rechunker ─▶ playout
+    session.listen() ─ AgentAudio ─▶ outbound converter ─▶ 20 ms rechunker ─▶ playout
                      queue (bounded) ─▶ leg.play + leg.mark, at most ``playout_lead_ms``
                      ahead of what the leg has acknowledged
                      ─ AgentInterrupted ─▶ leg.clear(), then session.played(item, heard)
+
+Events arrive in the callbacks that produced them (the RTP socket's ``datagram_received``,
+the agent socket's ``data_received``, the leg's pacer timer): no task of the bridge runs
+per frame. Handling an event may cause another (``leg.mark`` acknowledged at once, say);
+the bridge queues events that arrive while it handles one and takes them in order after
+it, so a handler never runs inside another.
 
 Formats are negotiated once: ``session.open(context, preferred=leg.format)`` returns
 what the agent takes and produces, and one converter per direction is chosen
@@ -42,7 +48,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -53,7 +60,7 @@ from media import AudioFormat, AudioFrame, Blame, CallEnd, DisconnectReason
 from media.chunking import Rechunker
 from media.converters import Converter, make_converter
 from media.errors import MediaError
-from media.frames import DTMF_DIGITS, DtmfDigit, LegEnded, MarkPlayed
+from media.frames import DTMF_DIGITS, DtmfDigit, LegEnded, LegEvent, MarkPlayed
 from media.vad import SpeechStopped, VoiceActivityDetector, l16_decoder
 from providers.base import (
     AgentAudio,
@@ -200,6 +207,12 @@ class CallBridge:
             items_remembered=_ITEMS_REMEMBERED,
         )
         self._chunk_item: str | None = None  # the item the rechunker holds a remainder of
+        # Events that came while one was handled, in order; both sources share the queue.
+        self._pending: deque[LegEvent | AgentEvent] = deque()
+        self._handling = False
+        self._hearing_leg = False  # leg events handled (from run() until teardown)
+        self._hearing_agent = False  # agent events handled (from answer until the end)
+        self._transfer_task: asyncio.Task[None] | None = None
 
     # --- public API ---
 
@@ -241,17 +254,16 @@ class CallBridge:
         self.prepare()
         tracker = self._require_tracker()
         loop = asyncio.get_running_loop()
-        leg_task = loop.create_task(self._pump_leg(), name=f"leg-pump-{self._call_id}")
-        agent_task: asyncio.Task[None] | None = None
         timer: asyncio.TimerHandle | None = None
         try:
+            self._hearing_leg = True
+            self.leg.listen(self._on_event)
             if await self._agent_ready():
                 await self.leg.answer()
                 self._answered_at = self._now()
                 tracker.note(self._answered_at, "answered")
-                agent_task = loop.create_task(
-                    self._pump_agent(), name=f"agent-pump-{self._call_id}"
-                )
+                self._hearing_agent = True
+                self.session.listen(self._on_event)
                 if self.options.max_duration is not None:
                     timer = loop.call_later(self.options.max_duration, self._max_duration)
                 try:
@@ -282,7 +294,7 @@ class CallBridge:
                 self._finish(
                     CallEnd(DisconnectReason.SHUTDOWN, Blame.SYSTEM, "Telepath is shutting down")
                 )
-            await self._teardown(leg_task, agent_task)
+            await self._teardown()
         end = self._end
         assert end is not None  # every path above sets it
         ended_at = self._now()
@@ -430,14 +442,13 @@ class CallBridge:
             wake.clear()
             await wake.wait()
 
-    async def _teardown(
-        self, leg_task: asyncio.Task[None], agent_task: asyncio.Task[None] | None
-    ) -> None:
+    async def _teardown(self) -> None:
         end = self._end
         assert end is not None
         timeout = self.options.teardown_timeout
-        if agent_task is not None:
-            await _cancel(agent_task)
+        self._hearing_agent = False
+        if self._transfer_task is not None:
+            await _cancel(self._transfer_task)
         if self._drain and self._answered_at is not None and not self._leg_gone:
             # The agent said goodbye and asked to hang up: let its last words play out.
             self._flush_rechunker()
@@ -447,7 +458,7 @@ class CallBridge:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self.options.hangup_drain_timeout):
                     await drained.wait()
-        await _cancel(leg_task)
+        self._hearing_leg = False
         if self._open_task is not None:
             await _cancel(self._open_task)
         if not self._leg_gone:
@@ -466,36 +477,53 @@ class CallBridge:
             logger.warning("call_id=%s agent close failed", self._call_id, exc_info=True)
         self._playout.reset()
 
+    # --- events in, from both sides ---
+
+    def _on_event(self, event: LegEvent | AgentEvent) -> None:
+        """The listener of the leg and of the agent session (see the module docstring)."""
+        self._pending.append(event)
+        if self._handling:
+            return  # caused by the event being handled: taken right after it
+        self._handling = True
+        try:
+            while self._pending:
+                self._handle(self._pending.popleft())
+        finally:
+            self._handling = False
+
+    def _handle(self, event: LegEvent | AgentEvent) -> None:
+        if isinstance(event, AudioFrame | MarkPlayed | DtmfDigit | LegEnded):
+            if self._hearing_leg:
+                self._guarded(self._on_leg_event, event)
+        elif self._hearing_agent:
+            self._guarded(self._on_agent_event, event)
+            if self._end is not None:
+                self._hearing_agent = False  # the call is ending: the agent is not heard
+
+    def _guarded(self, handler: Callable[[Any], None], event: LegEvent | AgentEvent) -> None:
+        """A bug of ours handling an event ends the call with an explanation; it must not
+        reach the socket callback that delivered the event."""
+        try:
+            handler(event)
+        except Exception:
+            logger.exception("call_id=%s failed handling %s", self._call_id, type(event).__name__)
+            self._finish(
+                CallEnd(DisconnectReason.SYSTEM_ERROR, Blame.SYSTEM, "Internal error in the bridge")
+            )
+
     # --- caller → agent ---
 
-    async def _pump_leg(self) -> None:
-        events = self.leg.events()
-        try:
-            async for event in events:
-                if isinstance(event, AudioFrame):
-                    self._on_caller_audio(event)
-                elif isinstance(event, MarkPlayed):
-                    self._on_mark(event.name)
-                elif isinstance(event, DtmfDigit):
-                    self._on_caller_dtmf(event)
-                elif isinstance(event, LegEnded):
-                    self._note("hangup", f"{event.end.reason.value}/{event.end.blame.value}")
-                    self._finish(event.end, leg_gone=True)
-                    return
-            self._finish(
-                CallEnd(
-                    DisconnectReason.SYSTEM_ERROR, Blame.SYSTEM, "Call leg ended without a reason"
-                ),
-                leg_gone=True,
-            )
-        except Exception:
-            logger.exception("call_id=%s call leg failed", self._call_id)
-            self._finish(
-                CallEnd(DisconnectReason.SYSTEM_ERROR, Blame.SYSTEM, "Call leg failed"),
-                leg_gone=True,
-            )
-        finally:
-            await _aclose(events)
+    def _on_leg_event(self, event: LegEvent) -> None:
+        if isinstance(event, AudioFrame):
+            self._on_caller_audio(event)
+        elif isinstance(event, MarkPlayed):
+            self._on_mark(event.name)
+        elif isinstance(event, DtmfDigit):
+            self._on_caller_dtmf(event)
+        elif isinstance(event, LegEnded):
+            self._hearing_leg = False  # nothing follows LegEnded
+            self._note("hangup", f"{event.end.reason.value}/{event.end.blame.value}")
+            self._finish(event.end, leg_gone=True)
 
     def _on_caller_audio(self, frame: AudioFrame) -> None:
         if self._answered_at is None or self._end is not None or self._inbound is None:
@@ -535,25 +563,7 @@ class CallBridge:
 
     # --- agent → caller ---
 
-    async def _pump_agent(self) -> None:
-        events = self.session.events()
-        try:
-            async for event in events:
-                await self._on_agent_event(event)
-                if isinstance(event, AgentClosed) or self._end is not None:
-                    return
-            self._finish(  # the contract says AgentClosed comes last; be safe if it does not
-                CallEnd(DisconnectReason.AGENT_ERROR, Blame.AI_AGENT, "Agent session ended")
-            )
-        except Exception:
-            logger.exception("call_id=%s agent session failed", self._call_id)
-            self._finish(
-                CallEnd(DisconnectReason.AGENT_ERROR, Blame.AI_AGENT, "Agent session failed")
-            )
-        finally:
-            await _aclose(events)
-
-    async def _on_agent_event(self, event: AgentEvent) -> None:
+    def _on_agent_event(self, event: AgentEvent) -> None:
         tracker = self._require_tracker()
         if isinstance(event, AgentAudio):
             self._on_agent_audio(event)
@@ -589,7 +599,12 @@ class CallBridge:
                 drain=True,
             )
         elif isinstance(event, TransferRequested):
-            await self._transfer(event.target)
+            if self._transfer_task is None or self._transfer_task.done():
+                self._transfer_task = asyncio.get_running_loop().create_task(
+                    self._transfer(event.target), name=f"transfer-{self._call_id}"
+                )
+            else:
+                self._note("transfer_failed", f"{event.target} (a transfer is under way)")
         elif isinstance(event, AgentError):
             tracker.agent_error(event.error.category.value)
             self._note("agent_error", f"{event.error.category.value}: {event.error.message}")
@@ -722,14 +737,6 @@ class CallBridge:
 
     def _note(self, event: str, detail: str = "") -> None:
         self._require_tracker().note(self._now(), event, detail)
-
-
-async def _aclose(events: AsyncIterator[Any]) -> None:
-    """Finalise an event stream we stop reading early (an async generator left suspended
-    would otherwise be closed later by the loop, in a task of its own)."""
-    if isinstance(events, AsyncGenerator):
-        with contextlib.suppress(Exception):
-            await events.aclose()
 
 
 async def _cancel(task: asyncio.Task[Any]) -> None:

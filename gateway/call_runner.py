@@ -294,6 +294,9 @@ class _RecordedLeg:
     def format(self) -> AudioFormat:
         return self._inner.format
 
+    def listen(self, on_event: Callable[[LegEvent], None]) -> None:
+        self._inner.listen(on_event)
+
     def events(self) -> AsyncIterator[LegEvent]:
         return self._inner.events()
 

@@ -9,7 +9,8 @@ Calling protocol (the bridge's side)::
     leg.context / leg.format          # fixed before the bridge starts
     await leg.answer()                # SIP: 200 OK now that the agent is ready
     leg.play(frame) / leg.mark(name) / leg.clear() / leg.send_dtmf(digits)
-    async for event in leg.events():  # AudioFrame | DtmfDigit | MarkPlayed | LegEnded
+    leg.listen(on_event)              # AudioFrame | DtmfDigit | MarkPlayed | LegEnded
+    # or: async for event in leg.events(): ...  (tests and tools; one or the other)
     await leg.hangup(end)             # we end the call (agent, max duration, shutdown …)
 
 ``play``, ``mark`` and ``clear`` never block: the leg paces audio out on its own clock,
@@ -18,11 +19,18 @@ acknowledges each mark with ``MarkPlayed`` exactly when the audio queued before 
 been sent. ``clear`` drops the queue within one packet time (barge-in); marks queued
 behind the dropped audio are acknowledged at once, so the bridge's count of what the
 caller heard stays exact. The event stream ends after ``LegEnded``.
+
+``listen`` hands each event to ``on_event`` in the callback that produced it (the RTP
+socket's ``datagram_received``, the pacer's timer, a WebSocket message), with no queue or
+task in between; events from before it was called are handed over first. ``on_event``
+must not raise and must not wait; it may call ``play``/``mark``/``clear`` (an event those
+cause, such as an immediate ``MarkPlayed``, is delivered to ``on_event`` too: the
+listener takes care not to handle it inside the one it is handling).
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Protocol
 
 from media import AudioFormat, AudioFrame, CallContext, CallEnd, LegEvent
@@ -41,8 +49,14 @@ class CallLeg(Protocol):
         """The leg's audio format, fixed at negotiation (e.g. PCMU 8 kHz)."""
         ...
 
+    def listen(self, on_event: Callable[[LegEvent], None]) -> None:
+        """Hand caller audio, DTMF and mark acknowledgements to ``on_event`` as they
+        happen, ``LegEnded`` last. One listener."""
+        ...
+
     def events(self) -> AsyncIterator[LegEvent]:
-        """Caller audio, DTMF, mark acknowledgements; ends after ``LegEnded``."""
+        """The same events as an async iterator that ends after ``LegEnded`` (instead
+        of ``listen``)."""
         ...
 
     async def answer(self) -> None:

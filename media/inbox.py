@@ -1,7 +1,7 @@
-"""The queue between a call leg's media and the bridge: one consumer, ``put`` never waits.
+"""A queue for one consumer task; ``put`` never waits (callbacks may call it).
 
-Every caller frame and every mark acknowledgement of a call passes through it, 100 times a
-second per call, so it is kept to what that needs. ``asyncio.Queue`` does more (several
+It is what ``media.relay.Pull`` reads the events of a source from, and it is kept to
+what a per-frame queue needs. ``asyncio.Queue`` does more (several
 getters, ``maxsize``, ``join``): its ``get`` allocates a future and loops over its
 getters on every wait. Here a waiting consumer costs one future per idle period, and a
 ``put`` to a queue nobody waits on costs an ``append``.

@@ -16,6 +16,9 @@ once the TCP connection is gone, with ``close_code`` / ``close_reason`` as the p
 them (1006 when it sent no close frame); ``close`` runs the closing handshake, bounded by
 ``close_timeout``; keep-alive pings go out every ``ping_interval`` and a missing pong
 fails the connection with 1011. Reading pauses while ``max_queue`` messages wait.
+
+Once the session has a listener, ``set_handler`` hands each message to the adapter in
+``data_received`` itself: no queue and no task wake-up between the socket and the bridge.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ import logging
 import os
 import ssl
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import cast
 
 from websockets.client import ClientProtocol
@@ -45,6 +48,7 @@ __all__ = ["AgentSocket", "open_agent_socket"]
 logger = logging.getLogger(__name__)
 
 Message = str | bytes
+Handler = Callable[[Message], None]
 
 
 class AgentSocket(asyncio.Protocol):
@@ -69,6 +73,7 @@ class AgentSocket(asyncio.Protocol):
         self._opened: asyncio.Future[None] = self._loop.create_future()
         self._lost: asyncio.Future[None] = self._loop.create_future()
         self._messages: deque[Message] = deque()
+        self._handler: Handler | None = None
         self._waiter: asyncio.Future[None] | None = None
         self._fragments: list[bytes] = []
         self._fragment_text = False
@@ -102,6 +107,24 @@ class AgentSocket(asyncio.Protocol):
         """True while the transport's buffer is over its high-water mark."""
         return self._paused
 
+    @property
+    def lost(self) -> asyncio.Future[None]:
+        """Done once the TCP connection is gone (``recv`` then raises what it ended with)."""
+        return self._lost
+
+    def set_handler(self, handler: Handler | None) -> None:
+        """Hand every message to ``handler`` as it is parsed, in ``data_received``.
+
+        The messages waiting for ``recv`` go to it first, in order. ``None`` goes back to
+        queueing for ``recv`` (after a handler failed, say). A handler must not raise:
+        it runs inside the transport's callback.
+        """
+        self._handler = handler
+        while handler is not None and self._messages and self._handler is handler:
+            handler(self._messages.popleft())
+        if handler is not None:
+            self._resume_reading()
+
     async def recv(self) -> Message:
         """The next message; ``ConnectionClosed`` once none is left and the socket is gone."""
         while not self._messages:
@@ -114,10 +137,8 @@ class AgentSocket(asyncio.Protocol):
             finally:
                 self._waiter = None
         message = self._messages.popleft()
-        if self._reading_paused and len(self._messages) <= self.max_queue // 4:
-            self._reading_paused = False
-            if self._transport is not None and not self._lost.done():
-                self._transport.resume_reading()
+        if len(self._messages) <= self.max_queue // 4:
+            self._resume_reading()
         return message
 
     def write(self, message: Message) -> None:
@@ -268,8 +289,17 @@ class AgentSocket(asyncio.Protocol):
                 return
         else:
             message = data
+        if self._handler is not None:
+            self._handler(message)
+            return
         self._messages.append(message)
         self._wake()
+
+    def _resume_reading(self) -> None:
+        if self._reading_paused:
+            self._reading_paused = False
+            if self._transport is not None and not self._lost.done():
+                self._transport.resume_reading()
 
     def _wake(self) -> None:
         waiter = self._waiter

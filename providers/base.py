@@ -7,12 +7,18 @@ A provider adapter turns one provider's wire protocol into this interface; the b
     formats = await session.open(context, preferred=PCMU)   # may run while the call rings
     await session.answered()                   # the caller is connected: greet if configured
     ... session.send_audio(frame) / send_dtmf(digit) / played(item_id, ms) / mark_played(name)
-    async for event in session.events(): ...   # until AgentClosed
+    session.listen(on_event)                   # events as they happen, until AgentClosed
+    # or: async for event in session.events(): ...   (tests and tools; one or the other)
     await session.close(reason)                # always, on every path; idempotent
 
 ``open`` raises ``ProviderError`` (with a category) when the agent cannot be reached or
 refuses; after ``open`` failures arrive as ``AgentError`` events, the last event of a
 session is always ``AgentClosed``.
+
+``listen`` hands each event to ``on_event`` in the callback that produced it (the socket's
+``data_received``, a timer), with no queue or task in between; events from before the call
+wait until then. ``on_event`` must not raise and must not wait; it may call the session's
+send methods.
 
 Error tree::
 
@@ -27,7 +33,7 @@ Error tree::
 from __future__ import annotations
 
 import abc
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -269,8 +275,12 @@ class AgentSession(abc.ABC):
         del name
 
     @abc.abstractmethod
+    def listen(self, on_event: Callable[[AgentEvent], None]) -> None:
+        """Hand the agent's events to ``on_event`` as they happen, until ``AgentClosed``."""
+
+    @abc.abstractmethod
     def events(self) -> AsyncIterator[AgentEvent]:
-        """The agent's events, ending with ``AgentClosed``."""
+        """The agent's events, ending with ``AgentClosed`` (instead of ``listen``)."""
 
     @abc.abstractmethod
     async def close(self, reason: str = "") -> None:

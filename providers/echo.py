@@ -17,17 +17,18 @@ tests run against. Behaviour, kept deliberately simple:
 * the pending echo is bounded (``max_pending_frames``): when full the oldest frame is
   dropped and counted in ``dropped_frames``.
 
-``events()`` does its own waiting: the session starts no task, so nothing can outlive it.
+The echo is released by a loop timer (one per session, armed while anything is pending)
+and handed to the listener from it: the session starts no task, so nothing can outlive it.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 from media import AudioFormat, AudioFrame, CallContext
+from media.relay import Pull, Relay
 from providers.base import (
     AgentAudio,
     AgentClosed,
@@ -52,7 +53,9 @@ class EchoSession(AgentSession):
         self.delay = delay
         self._max_pending = max_pending_frames
         self._pending: deque[tuple[float, AudioFrame | str]] = deque()
-        self._wakeup = asyncio.Event()
+        self._timer: asyncio.TimerHandle | None = None
+        self._relay: Relay[AgentEvent] = Relay()
+        self._pull = Pull(self.listen, lambda event: isinstance(event, AgentClosed))
         self._item_number = 1
         self._closed = False
         self.format: AudioFormat | None = None
@@ -98,45 +101,47 @@ class EchoSession(AgentSession):
             # The caller barged in: what was still to be echoed for this item is dropped.
             self._pending = deque(p for p in self._pending if isinstance(p[1], str))
             self._item_number += 1
-            self._wakeup.set()
 
     def mark_played(self, name: str) -> None:
         self.marks_played.append(name)
 
-    async def events(self) -> AsyncIterator[AgentEvent]:
-        loop = asyncio.get_running_loop()
-        while not self._closed:
-            if not self._pending:
-                self._wakeup.clear()
-                await self._wakeup.wait()
-                continue
-            due, item = self._pending[0]
-            wait = due - loop.time()
-            if wait > 0:
-                self._wakeup.clear()
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(wait):
-                        await self._wakeup.wait()
-                continue
-            self._pending.popleft()
-            if isinstance(item, str):
-                yield DtmfRequested(item)
-            else:
-                echoed = AudioFrame(item.format, item.payload, item.timestamp)
-                yield AgentAudio(echoed, self.item_id)
-        yield AgentClosed()
+    def listen(self, on_event: Callable[[AgentEvent], None]) -> None:
+        self._relay.listen(on_event)
+
+    def events(self) -> AsyncIterator[AgentEvent]:
+        return self._pull()
 
     async def close(self, reason: str = "") -> None:
         del reason
+        if self._closed:
+            return
         self._closed = True
         self._pending.clear()
-        self._wakeup.set()
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._relay.put(AgentClosed())
 
     def _push(self, item: AudioFrame | str) -> None:
         if len(self._pending) >= self._max_pending:
             self._pending.popleft()
             self.dropped_frames += 1
-        was_empty = not self._pending
-        self._pending.append((asyncio.get_running_loop().time() + self.delay, item))
-        if was_empty:
-            self._wakeup.set()
+        due = asyncio.get_running_loop().time() + self.delay
+        self._pending.append((due, item))
+        if self._timer is None:
+            self._timer = asyncio.get_running_loop().call_at(due, self._release)
+
+    def _release(self) -> None:
+        """Hand out what is due, then sleep until the next one."""
+        self._timer = None
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        while self._pending and self._pending[0][0] <= now:
+            _, item = self._pending.popleft()
+            if isinstance(item, str):
+                self._relay.put(DtmfRequested(item))
+            else:
+                echoed = AudioFrame(item.format, item.payload, item.timestamp)
+                self._relay.put(AgentAudio(echoed, self.item_id))
+        if self._pending and not self._closed:
+            self._timer = loop.call_at(self._pending[0][0], self._release)

@@ -2,12 +2,19 @@
 
 OpenAI Realtime, ElevenLabs and customers' own agents differ in their wire protocol and
 conversation state, not in how one socket is driven. This module owns the driving: the
-open/close lifecycle, a bounded ``EventChannel`` towards the bridge that always ends with
-``AgentClosed``, a ``SendQueue`` that drops the oldest caller audio when the agent reads too
-slowly (caller audio goes straight to the socket while nothing is queued and the socket is
-not congested), a reader and a writer task, an idempotent ``close()`` that stops both tasks and
-closes the socket, and the mapping of a close we did not ask for to a fatal ``AgentError``
-followed by ``AgentClosed(error)``. No protocol decision lives here.
+open/close lifecycle; the agent's messages handled as the socket parses them (in
+``data_received``) and their events handed to the bridge's listener there and then (a
+``media.relay.Relay``: no queue, no task between the socket and the bridge), always ending
+with ``AgentClosed``; a ``SendQueue`` that drops the oldest caller audio when the agent reads
+too slowly (caller audio goes straight to the socket while nothing is queued and the socket
+is not congested) and the writer task that empties it; a watcher task that waits for the
+end of the connection; an idempotent ``close()`` that stops both tasks and closes the
+socket; and the mapping of a close we did not ask for to a fatal ``AgentError`` followed by
+``AgentClosed(error)``. No protocol decision lives here.
+
+Reading starts when the session gets its listener (``listen``, or the first ``events()``):
+until then the agent's messages wait in the socket, which stops reading after
+``max_queue`` of them (TCP backpressure instead of an unbounded queue).
 
 Lifecycle (``_State``)::
 
@@ -22,14 +29,14 @@ task, never closes the socket and never finishes the event stream itself:
 ``await _handshake(ws, context, preferred) -> NegotiatedFormats``
     The opening exchange, bounded in time by the subclass. ``close()`` meanwhile closes
     ``ws``, so a pending ``recv`` raises ``ConnectionClosed``. A conversation message read
-    here goes to ``_push_back`` and the reader handles it first.
+    here goes to ``_push_back`` and is handled first once reading starts.
 ``_opened(formats)``
     The handshake succeeded: set up the conversation state. No I/O. Still inside
-    ``open``'s error handling; the reader and writer start right after it.
-``await _receive(ws, data)``
-    One message from the agent, in the reader task. Hand events to ``await _emit(...)``,
-    queue replies with ``_queue_control(...)`` (or ``await ws.send`` what must go out before
-    the next read). Raise ``EndSession`` to end the session from our side.
+    ``open``'s error handling; the writer starts right after it.
+``_receive(ws, data)``
+    One message from the agent, in the socket's callback (so it never waits). Hand events
+    to ``_emit(...)``, queue replies with ``_queue_control(...)`` (or ``ws.write`` what must
+    go out before anything else). Raise ``EndSession`` to end the session from our side.
 ``_encode_audio(frame) -> Outgoing``
     Caller audio as the wire carries it, called just before it is sent (by
     ``_queue_audio`` when nothing waits, else by the writer), so that a sequence number
@@ -61,6 +68,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.frames import CloseCode
 
 from media import AudioFormat, AudioFrame, CallContext
+from media.relay import Listener, Pull, Relay
 from providers.agent_socket import AgentSocket
 from providers.base import (
     AgentClosed,
@@ -74,7 +82,6 @@ from providers.base import (
     ProviderError,
     ProviderProtocolError,
 )
-from providers.event_channel import EventChannel
 from providers.wire import Outgoing
 
 logger = logging.getLogger(__name__)
@@ -82,7 +89,6 @@ logger = logging.getLogger(__name__)
 STOP_TIMEOUT: Final = 1.0  # seconds to hand the last messages to a slow agent on close
 AUDIO_QUEUE_FRAMES: Final = 50  # 1 s of 20 ms caller frames; older ones are dropped
 CONTROL_QUEUE: Final = 256  # control messages waiting for the writer
-EVENT_QUEUE: Final = 512  # agent events not yet taken by the bridge; the reader waits beyond
 
 
 def close_detail(code: int | None, reason: str) -> str:
@@ -118,7 +124,7 @@ class _State(Enum):
 class EndSession(Exception):
     """Raised by ``_receive`` to end the session from our side (the agent misbehaves).
 
-    The reader emits ``AgentError(error, fatal=True)`` and ``AgentClosed(error)``, then
+    The session emits ``AgentError(error, fatal=True)`` and ``AgentClosed(error)``, then
     closes the socket with 1008 (policy violation) and ``close_reason``.
     """
 
@@ -202,8 +208,7 @@ class WebSocketAgentSession(AgentSession):
 
     ``name`` is the provider as people read it ("OpenAI"), used in errors and logs;
     ``task_prefix`` names the tasks (``<prefix>-read-<call_id>``, ``<prefix>-send-…``);
-    ``event_queue`` bounds the events not yet taken by the bridge (the reader waits
-    beyond it); ``outbox`` is the send queue, by default ``AUDIO_QUEUE_FRAMES`` of audio and
+    ``outbox`` is the send queue, by default ``AUDIO_QUEUE_FRAMES`` of audio and
     ``CONTROL_QUEUE`` control messages sent ahead of the audio (a subclass may resize it
     in ``_connect``).
     """
@@ -214,7 +219,6 @@ class WebSocketAgentSession(AgentSession):
         *,
         name: str,
         task_prefix: str,
-        event_queue: int = EVENT_QUEUE,
         outbox: SendQueue | None = None,
     ) -> None:
         self._config = config
@@ -224,12 +228,16 @@ class WebSocketAgentSession(AgentSession):
         self._state = _State.NEW
         self._ws: AgentSocket | None = None
         self._formats: NegotiatedFormats | None = None
-        self._events = EventChannel(event_queue)
+        self._relay: Relay[AgentEvent] = Relay()
+        self._pull = Pull(self.listen, _is_closed)
+        self._finished = False  # AgentClosed went to the relay: nothing after it
         self._outbox = outbox or SendQueue(
             max_audio=AUDIO_QUEUE_FRAMES, max_control=CONTROL_QUEUE, control_first=True
         )
         self._unread: deque[str | bytes] = deque()
-        self._reader: asyncio.Task[None] | None = None
+        self._reader: asyncio.Task[None] | None = None  # watches the connection's end
+        self._failed: Exception | None = None  # what _receive raised
+        self._failure: asyncio.Future[None] | None = None  # set when it did
         self._writer: asyncio.Task[None] | None = None
         self._writing = False  # the writer holds items it has not finished sending
         self._closed = asyncio.Event()
@@ -251,8 +259,8 @@ class WebSocketAgentSession(AgentSession):
         """Set up the conversation state once the handshake succeeded."""
 
     @abc.abstractmethod
-    async def _receive(self, ws: AgentSocket, data: str | bytes) -> None:
-        """Handle one message from the agent (reader task)."""
+    def _receive(self, ws: AgentSocket, data: str | bytes) -> None:
+        """Handle one message from the agent (in the socket's callback)."""
 
     @abc.abstractmethod
     def _encode_audio(self, frame: AudioFrame) -> Outgoing:
@@ -282,7 +290,7 @@ class WebSocketAgentSession(AgentSession):
         return self._state is _State.OPEN
 
     async def open(self, context: CallContext, preferred: AudioFormat) -> NegotiatedFormats:
-        """Connect, run the handshake, start the reader and the writer.
+        """Connect, run the handshake, start the writer (and reading, if listened to).
 
         Raises what ``_connect`` and ``_handshake`` raise (``ProviderError``), and
         ``ProviderConnectError`` when ``close()`` ran meanwhile; the event stream then ends
@@ -306,17 +314,22 @@ class WebSocketAgentSession(AgentSession):
                     await self._ws.close()
             raise
         self._state = _State.OPEN
-        self._reader = asyncio.create_task(
-            self._read(ws), name=f"{self._task_prefix}-read-{self._call_id}"
-        )
         self._writer = asyncio.create_task(
             self._write(ws), name=f"{self._task_prefix}-send-{self._call_id}"
         )
+        if self._relay.listening:
+            self._start_reading(ws)
         return formats
 
+    def listen(self, on_event: Listener[AgentEvent]) -> None:
+        """Hand the agent's events to ``on_event`` as they are parsed; reading starts now."""
+        self._relay.listen(on_event)
+        if self._state is _State.OPEN and self._ws is not None:
+            self._start_reading(self._ws)
+
     def events(self) -> AsyncIterator[AgentEvent]:
-        """The agent's events, ending with ``AgentClosed``. One consumer only."""
-        return self._events.__aiter__()
+        """The agent's events, ending with ``AgentClosed`` (instead of ``listen``)."""
+        return self._pull()
 
     async def close(self, reason: str = "") -> None:
         """Stop both tasks, send the stop message if any, close the socket, end the event
@@ -329,10 +342,12 @@ class WebSocketAgentSession(AgentSession):
         """A message the handshake read but did not consume: the reader handles it first."""
         self._unread.append(data)
 
-    async def _emit(self, *events: AgentEvent) -> None:
-        """Hand events to the bridge, waiting while it is behind (backpressure)."""
+    def _emit(self, *events: AgentEvent) -> None:
+        """Hand events to the bridge (held until it listens); ignored once finished."""
+        if self._finished:
+            return
         for event in events:
-            await self._events.put(event)
+            self._relay.put(event)
 
     def _queue_audio(self, frame: AudioFrame) -> bool:
         """Send or queue caller audio if OPEN; True when that dropped the oldest queued frame.
@@ -365,15 +380,41 @@ class WebSocketAgentSession(AgentSession):
         if self._state is not _State.OPENING:
             raise ProviderConnectError(f"{self._name} session was closed while it opened")
 
+    def _start_reading(self, ws: AgentSocket) -> None:
+        if self._reader is None:
+            self._failure = asyncio.get_running_loop().create_future()
+            self._reader = asyncio.create_task(
+                self._read(ws), name=f"{self._task_prefix}-read-{self._call_id}"
+            )
+
+    def _on_message(self, data: str | bytes) -> None:
+        """A message, in the socket's ``data_received``: handled at once."""
+        ws = self._ws
+        assert ws is not None
+        try:
+            self._receive(ws, data)
+        except Exception as exc:  # EndSession, or a bug of ours: the reader ends it
+            ws.set_handler(None)  # nothing more is handled
+            self._failed = exc
+            if self._failure is not None and not self._failure.done():
+                self._failure.set_result(None)
+
     async def _read(self, ws: AgentSocket) -> None:
+        """Hand the messages to ``_receive`` from the socket's callback, then wait for the
+        end: the peer closed, or ``_receive`` raised."""
         error: ProviderError | None = None
         last: list[AgentEvent] = []
         ended_by_us: EndSession | None = None
+        failure = self._failure
+        assert failure is not None
         try:
             while self._unread:
-                await self._receive(ws, self._unread.popleft())
-            while True:
-                await self._receive(ws, await ws.recv())
+                self._receive(ws, self._unread.popleft())
+            ws.set_handler(self._on_message)
+            await asyncio.wait((failure, ws.lost), return_when=asyncio.FIRST_COMPLETED)
+            if self._failed is not None:
+                raise self._failed
+            raise ws.protocol.close_exc  # the connection is gone: how it ended
         except ConnectionClosed as closed:
             if self._state is not _State.OPEN:
                 return  # close() ran: it ends the event stream itself
@@ -397,13 +438,23 @@ class WebSocketAgentSession(AgentSession):
             error = ProviderError(f"Telepath failed to handle a message from {self._name}")
             ended_by_us = EndSession(error, "internal error")
             last = [AgentError(error, fatal=True)]
+        finally:
+            ws.set_handler(None)
         self._state = _State.ENDED  # send_audio() and friends become no-ops
-        self._events.finish(*last, closed=AgentClosed(error))
+        self._finish(*last, closed=AgentClosed(error))
         if self._writer is not None:
             self._writer.cancel()
         if ended_by_us is not None:
             with contextlib.suppress(Exception):
                 await ws.close(CloseCode.POLICY_VIOLATION, ended_by_us.close_reason[:120])
+
+    def _finish(self, *last: AgentEvent, closed: AgentClosed) -> None:
+        """The last events, ``AgentClosed`` at the end; later calls are ignored."""
+        if self._finished:
+            return
+        self._finished = True
+        for event in (*last, closed):
+            self._relay.put(event)
 
     async def _write(self, ws: AgentSocket) -> None:
         with contextlib.suppress(ConnectionClosed):  # the reader reports how and why
@@ -427,6 +478,8 @@ class WebSocketAgentSession(AgentSession):
         try:
             # Both tasks stop, the writer first, before the stop message: no two senders,
             # no audio after it, and no event after close() began.
+            if self._ws is not None:
+                self._ws.set_handler(None)
             current = asyncio.current_task()
             tasks = [t for t in (self._writer, self._reader) if t is not None and t is not current]
             for task in tasks:
@@ -441,7 +494,7 @@ class WebSocketAgentSession(AgentSession):
                 with contextlib.suppress(Exception):
                     await ws.close(CloseCode.NORMAL_CLOSURE, reason[:120])
             self._outbox.clear()
-            self._events.finish(closed=AgentClosed(error))
+            self._finish(closed=AgentClosed(error))
         finally:
             self._closed.set()
 
@@ -455,3 +508,7 @@ class WebSocketAgentSession(AgentSession):
             async with asyncio.timeout(STOP_TIMEOUT):
                 for message in (*self._outbox.take_control(), stop):
                     await ws.send(message)
+
+
+def _is_closed(event: AgentEvent) -> bool:
+    return isinstance(event, AgentClosed)

@@ -58,7 +58,7 @@ from media import (
 )
 from media.chunking import Rechunker
 from media.converters import Converter, make_converter
-from media.inbox import Inbox
+from media.relay import Pull, Relay
 
 __all__ = ["LegStats", "MediaStreamLeg", "OutboundPacer"]
 
@@ -200,7 +200,8 @@ class MediaStreamLeg:
         )
         self._rechunker = Rechunker(target, frame_ms)
         self._pacer = OutboundPacer(lead_ms=lead_ms, max_frames=max_queue_frames)
-        self._inbox: Inbox[LegEvent] = Inbox()
+        self._inbox: Relay[LegEvent] = Relay()  # held until the bridge listens
+        self._pull = Pull(self.listen, lambda event: isinstance(event, LegEnded))
         self._max_inbox = max_inbox
         self._outbox: deque[str] = deque()
         self._wake_writer = asyncio.Event()
@@ -241,12 +242,11 @@ class MediaStreamLeg:
 
     # --- CallLeg: events and controls ---------------------------------------------------
 
-    async def events(self) -> AsyncIterator[LegEvent]:
-        while True:
-            event = await self._inbox.get()
-            yield event
-            if isinstance(event, LegEnded):
-                return
+    def listen(self, on_event: Callable[[LegEvent], None]) -> None:
+        self._inbox.listen(on_event)
+
+    def events(self) -> AsyncIterator[LegEvent]:
+        return self._pull()
 
     async def answer(self) -> None:
         """Nothing to do: the carrier answered the call before it opened the stream."""
@@ -346,7 +346,7 @@ class MediaStreamLeg:
             return
         if isinstance(event, AudioFrame | DtmfDigit):
             if isinstance(event, AudioFrame) and len(self._inbox) >= self._max_inbox:
-                self.stats.inbound_dropped += 1  # nobody is reading: do not grow without bound
+                self.stats.inbound_dropped += 1  # nobody listens yet: do not grow without bound
                 return
             self._inbox.put(event)
         elif isinstance(event, MarkPlayed):

@@ -40,13 +40,13 @@ from ingress.sip.uas_events import (
 )
 from media import AudioFormat, AudioFrame, Blame, CallContext, CallEnd, DisconnectReason
 from media.frames import DTMF_DIGITS, DtmfDigit, LegEnded, LegEvent, MarkPlayed
-from media.inbox import Inbox
+from media.relay import Pull, Relay
 
 __all__ = ["SipCallLeg", "end_for_cause"]
 
 logger = logging.getLogger(__name__)
 
-_MAX_QUEUED: Final = 500  # inbound events held for a slow bridge; audio beyond is dropped
+_MAX_QUEUED: Final = 500  # inbound events held until the bridge listens; audio beyond is dropped
 _BYE_WAIT: Final = 1.5  # how long hangup() waits for the BYE's response
 _MAX_NOTES: Final = 64  # timeline entries kept per call (a re-INVITE storm stays bounded)
 _MEDIA_NOTES: Final = {"INVITE": "reinvite", "UPDATE": "update", "ACK": "late_answer"}
@@ -114,7 +114,8 @@ class SipCallLeg:
         self._media_config = media_config or MediaConfig()
         self._rand_bits = rand_bits
         self._stream: RtpMediaStream | None = None
-        self._queue: Inbox[LegEvent] = Inbox()
+        self._queue: Relay[LegEvent] = Relay()  # held until the bridge listens
+        self._pull = Pull(self.listen, lambda event: isinstance(event, LegEnded))
         self._answered = False
         self._ended = False  # LegEnded queued or we ended it
         self._bye_done: asyncio.Future[None] | None = None
@@ -214,12 +215,11 @@ class SipCallLeg:
         return False
 
     # -- CallLeg: events ----------------------------------------------------------------------
-    async def events(self) -> AsyncIterator[LegEvent]:
-        while True:
-            event = await self._queue.get()
-            yield event
-            if isinstance(event, LegEnded):
-                return
+    def listen(self, on_event: Callable[[LegEvent], None]) -> None:
+        self._queue.listen(on_event)
+
+    def events(self) -> AsyncIterator[LegEvent]:
+        return self._pull()
 
     # -- signalling from the endpoint's owner -----------------------------------------------
     def on_signal(self, event: UasEvent) -> None:

@@ -79,7 +79,6 @@ from providers.ws_session import EndSession, SendQueue, WebSocketAgentSession
 logger = logging.getLogger(__name__)
 
 PROVIDER = "custom agent"
-EVENT_QUEUE_SIZE = 256  # agent events not yet taken by the bridge; the reader waits beyond
 CONTROL_QUEUE_SIZE = 4096  # dtmf, mark echoes, notices: small, bounded by marks and keys
 
 
@@ -110,7 +109,6 @@ class CustomAgentSession(WebSocketAgentSession):
             config,
             name=PROVIDER,
             task_prefix="agent",
-            event_queue=EVENT_QUEUE_SIZE,
             # One queue in the order things happened (a key press stays after the audio
             # before it); the trunk's ``send_queue_frames`` is applied in ``_connect``.
             outbox=SendQueue(
@@ -320,16 +318,16 @@ class CustomAgentSession(WebSocketAgentSession):
 
     # --- agent → bridge ---
 
-    async def _receive(self, ws: AgentSocket, data: str | bytes) -> None:
+    def _receive(self, ws: AgentSocket, data: str | bytes) -> None:
         self.stats.agent_frames += 1
         try:
             message = self._require_dialect().parse(data)
             event = self._apply(message)
         except MalformedAgentMessage as exc:
-            await self._protocol_error(exc)
+            self._protocol_error(exc)
             return
         if event is not None:
-            await self._emit(event)
+            self._emit(event)
 
     def _peer_closed(
         self, ws: AgentSocket, closed: ConnectionClosed
@@ -404,7 +402,7 @@ class CustomAgentSession(WebSocketAgentSession):
             self._dropped_marks.extend(pending)
             del self._dropped_marks[: -self._options.max_pending_marks]
 
-    async def _protocol_error(self, exc: MalformedAgentMessage) -> None:
+    def _protocol_error(self, exc: MalformedAgentMessage) -> None:
         self.stats.malformed_messages += 1
         count = self.stats.malformed_messages
         if count <= 10 or count % 100 == 0:
@@ -420,7 +418,7 @@ class CustomAgentSession(WebSocketAgentSession):
                 ProviderProtocolError(f"{PROVIDER} sent {count} malformed messages"),
                 close_reason="protocol errors",
             )
-        await self._emit(AgentError(exc, fatal=False))
+        self._emit(AgentError(exc, fatal=False))
 
     def _require_dialect(self) -> Dialect:
         if self._dialect is None:  # chosen in _connect, before any other hook runs

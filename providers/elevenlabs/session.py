@@ -20,6 +20,7 @@ new socket, so there is no reconnect.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from typing import Final
 
@@ -155,7 +156,7 @@ class ElevenLabsSession(WebSocketAgentSession):
         """Release the agent's first message, held while the call rang."""
         if self._conv is not None and self.is_open:
             self._conv.answered()
-            await self._emit(*self._conv.events_received())
+            self._emit(*self._conv.events_received())
 
     def send_audio(self, frame: AudioFrame) -> None:
         """Queue caller audio; when the queue is full the oldest frame is dropped."""
@@ -183,7 +184,7 @@ class ElevenLabsSession(WebSocketAgentSession):
 
     # --- agent → bridge ---
 
-    async def _receive(self, ws: AgentSocket, data: str | bytes) -> None:
+    def _receive(self, ws: AgentSocket, data: str | bytes) -> None:
         conv = self._conv
         assert conv is not None  # set by _opened before the reader starts
         try:
@@ -191,10 +192,11 @@ class ElevenLabsSession(WebSocketAgentSession):
         except ProviderProtocolError as exc:
             logger.warning("call %s: %s", self._call_id, exc.message)
             conv.protocol_error(exc)
-        # Pongs and tool results go out from here, before anything else is read.
-        for reply in conv.data_to_send():
-            await ws.send(wire.encode(reply))
-        await self._emit(*conv.events_received())
+        # Pongs and tool results go out from here, at once, ahead of queued caller audio.
+        with contextlib.suppress(ConnectionClosed):  # the reader reports how and why
+            for reply in conv.data_to_send():
+                ws.write(wire.encode(reply))
+        self._emit(*conv.events_received())
 
     def _peer_closed(self, ws: AgentSocket, closed: ConnectionClosed) -> ProviderError | None:
         conv = self._conv

@@ -178,7 +178,7 @@ class OpenAIRealtimeSession(WebSocketAgentSession):
 
     # --- agent → bridge ---
 
-    async def _receive(self, ws: AgentSocket, data: str | bytes) -> None:
+    def _receive(self, ws: AgentSocket, data: str | bytes) -> None:
         conv = self._conv
         assert conv is not None  # set by _opened before the reader starts
         try:
@@ -187,7 +187,7 @@ class OpenAIRealtimeSession(WebSocketAgentSession):
             logger.warning("call %s: %s", self._call_id, exc.message)
             conv.protocol_error(exc)
         self._flush_control()
-        await self._emit(*conv.events_received())
+        self._emit(*conv.events_received())
 
     def _peer_closed(self, ws: AgentSocket, closed: ConnectionClosed) -> ProviderError:
         error = close_error(ws.close_code, ws.close_reason or "")

@@ -250,6 +250,46 @@ async def test_a_fast_sender_is_paused_while_messages_wait_and_loses_nothing() -
         await ws.close()
 
 
+async def test_a_handler_takes_the_waiting_messages_first_then_each_as_it_is_parsed() -> None:
+    """300 messages, sent while nobody reads: reading pauses at ``max_queue``; a handler
+    set then gets the waiting ones first, reading resumes, and every later message reaches
+    it inside ``data_received`` (no ``recv``), once and in order. ``None`` goes back to
+    queueing for ``recv``."""
+    sent_all: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    go_on = asyncio.Event()
+
+    async def flood(ws: ServerConnection) -> None:
+        for n in range(300):
+            await ws.send(f"{n:04d}" + "x" * 1000)
+        sent_all.set_result(None)
+        await go_on.wait()
+        await ws.send("after")
+        await ws.wait_closed()
+
+    async with websockets_server(flood) as url:
+        ws = await connect(url, max_queue=4)
+        with contextlib.suppress(TimeoutError):  # blocked on our paused reading
+            await asyncio.wait_for(asyncio.shield(sent_all), 0.5)
+        heard: list[str | bytes] = []
+        all_heard = asyncio.Event()
+
+        def handler(message: str | bytes) -> None:
+            heard.append(message)
+            if len(heard) == 300:
+                all_heard.set()
+
+        ws.set_handler(handler)
+        assert len(heard) >= 4  # what waited went to the handler at once
+        await asyncio.wait_for(asyncio.shield(sent_all), 5)
+        await asyncio.wait_for(all_heard.wait(), 5)
+        assert [int(m[:4]) for m in heard] == list(range(300))
+        ws.set_handler(None)
+        go_on.set()
+        assert await asyncio.wait_for(ws.recv(), 5) == "after"
+        assert len(heard) == 300
+        await ws.close()
+
+
 async def test_wss_verifies_the_server_certificate(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -279,6 +319,7 @@ ALL = [
     test_messages_both_ways_and_a_fragmented_one_arrives_whole,
     test_the_peer_closing_hands_out_what_arrived_then_raises_with_its_code,
     test_a_refused_handshake_carries_the_status,
+    test_a_handler_takes_the_waiting_messages_first_then_each_as_it_is_parsed,
     test_closing_tells_the_peer_why,
     test_a_peer_that_never_answers_pings_is_failed,
     test_close_gives_up_on_a_peer_that_ignores_it,

@@ -512,14 +512,15 @@ async def test_close_sends_stop_once_and_leaves_no_task() -> None:
     async with FakeCustomAgent(script) as agent:
         session = make_session(agent.url)
         await session.open(CONTEXT, PCMU)
+        heard: list[AgentEvent] = []
+        session.listen(heard.append)  # reading starts: the reader joins the writer
         ours = {t for t in asyncio.all_tasks() if t.get_name().startswith("agent-")}
         assert len(ours) == 2
         await asyncio.gather(session.close("caller hung up"), session.close("again"))
         await session.close()
         await agent.finished()
         assert all(t.done() for t in ours)
-        events = [e async for e in session.events()]
-        assert events == [AgentClosed(None)]
+        assert heard == [AgentClosed(None)]
         session.send_audio(pcmu(b"\x00" * 160))  # after close: ignored, no error
         session.send_dtmf("1")
 

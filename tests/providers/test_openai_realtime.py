@@ -17,6 +17,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from media import L16_16K, L16_24K, PCMA, PCMU, AudioFrame, CallContext
+from media.inbox import Inbox
 from providers.base import (
     AgentAudio,
     AgentClosed,
@@ -95,10 +96,12 @@ class Opened:
         self.conn = conn
         self.formats = fmt
         self.session_update: dict[str, Any] = {}
-        self._events: AsyncIterator[AgentEvent] = session.events().__aiter__()
+        # Listened to at once, as the bridge does once the call is answered.
+        self._events: Inbox[AgentEvent] = Inbox()
+        session.listen(self._events.put)
 
     async def next_event(self, within: float = 2.0) -> AgentEvent:
-        return await asyncio.wait_for(anext(self._events), within)
+        return await asyncio.wait_for(self._events.get(), within)
 
     async def next_of(self, kind: type, within: float = 2.0) -> Any:
         while True:

@@ -7,7 +7,8 @@ cleared, hung up; the bridge side sees exactly the ``gateway.leg.CallLeg`` contr
 * ``play`` queues a frame; a pacer on ``loop.call_at`` sends one queued frame every
   ``frame_ms`` (the first at once), appending it to ``sent`` with its send time;
 * ``mark(name)`` is acknowledged with ``MarkPlayed(name)`` exactly when everything queued
-  before it has been sent (at once if nothing is queued);
+  before it has been sent (at once, inside the ``mark`` call, if nothing is queued: the
+  listener's handling of that nested event is tested along with it);
 * ``clear`` drops queued audio at once (so sending stops within one frame) and
   acknowledges the marks that were queued behind it;
 * the playout queue is bounded: when full, the oldest frame is dropped and counted.
@@ -19,7 +20,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 from media import (
     PCMU,
@@ -32,6 +33,7 @@ from media import (
     LegEvent,
     MarkPlayed,
 )
+from media.relay import Pull, Relay
 
 
 def default_context(call_id: str = "call-test") -> CallContext:
@@ -64,7 +66,8 @@ class MemoryLeg:
         self._queue: deque[AudioFrame | str] = deque()
         self._queued_frames = 0
         self._max_queue_frames = max_queue_frames
-        self._inbox: asyncio.Queue[LegEvent] = asyncio.Queue()
+        self._inbox: Relay[LegEvent] = Relay()
+        self._pull = Pull(self.listen, lambda event: isinstance(event, LegEnded))
         self._timer: asyncio.TimerHandle | None = None
         self._next_send = 0.0
         self._ended = False
@@ -91,12 +94,11 @@ class MemoryLeg:
     def format(self) -> AudioFormat:
         return self._format
 
-    async def events(self) -> AsyncIterator[LegEvent]:
-        while True:
-            event = await self._inbox.get()
-            yield event
-            if isinstance(event, LegEnded):
-                return
+    def listen(self, on_event: Callable[[LegEvent], None]) -> None:
+        self._inbox.listen(on_event)
+
+    def events(self) -> AsyncIterator[LegEvent]:
+        return self._pull()
 
     async def answer(self) -> None:
         self.answered_at = asyncio.get_running_loop().time()
@@ -149,12 +151,12 @@ class MemoryLeg:
         frame = AudioFrame(
             self._format, payload, timestamp, received_at=asyncio.get_running_loop().time()
         )
-        self._inbox.put_nowait(frame)
+        self._inbox.put(frame)
         return frame
 
     def press(self, digit: str) -> None:
         """The caller presses a key."""
-        self._inbox.put_nowait(DtmfDigit(digit, 100))
+        self._inbox.put(DtmfDigit(digit, 100))
 
     def hang_up(self, end: CallEnd | None = None) -> None:
         """The caller (or carrier) ends the call."""
@@ -221,7 +223,7 @@ class MemoryLeg:
 
     def _ack(self, name: str) -> None:
         self.marks_acked.append(name)
-        self._inbox.put_nowait(MarkPlayed(name))
+        self._inbox.put(MarkPlayed(name))
 
     def _end(self, end: CallEnd) -> None:
         if self._ended:
@@ -232,4 +234,4 @@ class MemoryLeg:
             self._timer = None
         self._queue.clear()
         self._queued_frames = 0
-        self._inbox.put_nowait(LegEnded(end))
+        self._inbox.put(LegEnded(end))

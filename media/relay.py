@@ -1,0 +1,97 @@
+"""Events handed to one listener in the callback that produced them.
+
+A call's media events (a caller frame, a mark acknowledgement, an agent's audio) used to
+cross a queue and a task switch on their way to the bridge: two or three hops per frame,
+each waking a task (docs/performance.md). A ``Relay`` hands each event straight to the
+listener instead, in the producer's own callback (``datagram_received``,
+``data_received``, a timer); until a listener is set it holds them, in order.
+
+``Pull`` turns a ``listen`` method back into async iterators, for consumers that want
+them (tests and tools); the bridge listens.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import AsyncIterator, Callable
+from typing import Generic, TypeVar
+
+from media.inbox import Inbox
+
+__all__ = ["Listener", "Pull", "Relay"]
+
+T = TypeVar("T")
+
+Listener = Callable[[T], None]
+
+
+class Relay(Generic[T]):
+    """Delivers each ``put`` to the one listener at once, or holds it until there is one."""
+
+    __slots__ = ("_held", "_listener")
+
+    def __init__(self) -> None:
+        self._held: deque[T] = deque()
+        self._listener: Listener[T] | None = None
+
+    def __len__(self) -> int:
+        """Items held for a listener that has not been set yet."""
+        return len(self._held)
+
+    @property
+    def listening(self) -> bool:
+        """True once ``listen`` has run."""
+        return self._listener is not None
+
+    def put(self, item: T) -> None:
+        """Hand ``item`` to the listener now, or hold it."""
+        listener = self._listener
+        if listener is None:
+            self._held.append(item)
+        else:
+            listener(item)
+
+    def listen(self, listener: Listener[T]) -> None:
+        """Set the one listener; the items held so far reach it first, in order.
+
+        Raises ``RuntimeError`` for a second listener (events are not shared)."""
+        if self._listener is not None:
+            raise RuntimeError("this event source already has a listener")
+        # Items put while the held ones are handed over (the listener may cause them)
+        # join the end of the held queue, so the order stays the order of put().
+        while self._held:
+            listener(self._held.popleft())
+        self._listener = listener
+
+
+class Pull(Generic[T]):
+    """The events of a ``listen`` method as async iterators (for tests and tools).
+
+    It listens when the first iterator starts; each call returns an iterator over the
+    same events, which ends after the ``last`` one. Once that was seen, a new iterator
+    yields it again and ends (the source is over; asking again says so).
+    """
+
+    __slots__ = ("_inbox", "_last", "_listen", "_final")
+
+    def __init__(self, listen: Callable[[Listener[T]], None], last: Callable[[T], bool]) -> None:
+        self._listen = listen
+        self._last = last
+        self._inbox: Inbox[T] | None = None
+        self._final: T | None = None
+
+    def __call__(self) -> AsyncIterator[T]:
+        return self._iterate()
+
+    async def _iterate(self) -> AsyncIterator[T]:
+        if self._inbox is None:
+            self._inbox = Inbox()
+            self._listen(self._inbox.put)
+        while self._final is None:
+            item = await self._inbox.get()
+            if self._last(item):
+                self._final = item
+            yield item
+            if self._final is not None:
+                return
+        yield self._final
