@@ -21,6 +21,7 @@ import os
 import queue
 import secrets
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -485,6 +486,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep", action="store_true", help="keep the work folders (logs)")
     parser.add_argument("--json", default="bench-report.json", help="JSON report path")
     args = parser.parse_args(argv)
+    # Stopped with SIGTERM (a timeout, a supervisor): unwind, so that run_one's cleanup
+    # stops the gateway, the agent and the generators instead of leaving them running.
+    signal.signal(signal.SIGTERM, _exit_on_signal)
     began = time.monotonic()
     if args.profile:
         Path(args.profile).mkdir(parents=True, exist_ok=True)
@@ -507,6 +511,11 @@ def main(argv: list[str] | None = None) -> int:
     print(format_table(results))
     print(f"JSON report: {args.json}")
     return 0
+
+
+def _exit_on_signal(signum: int, frame: object) -> None:
+    del frame
+    raise SystemExit(128 + signum)
 
 
 __all__ = ["ProcessSample", "main", "run_one"]

@@ -365,10 +365,17 @@ class WebSocketAgentSession(AgentSession):
         return self._outbox.put_audio(frame)
 
     def _queue_control(self, *messages: Outgoing) -> None:
-        """Queue control messages if OPEN; one beyond the bound is dropped and logged."""
+        """Send or queue control messages if OPEN; one beyond the bound is dropped and
+        logged. Like caller audio, a message is written at once when nothing is queued or
+        being sent and the socket takes data (a mark echo costs no writer wake-up)."""
         if self._state is not _State.OPEN:
             return
+        ws = self._ws
         for message in messages:
+            if not self._outbox and not self._writing and ws is not None and not ws.congested:
+                with contextlib.suppress(ConnectionClosed):  # the reader reports how and why
+                    ws.write(message)
+                continue
             if not self._outbox.put_control(message):
                 logger.warning(
                     "call %s: %s control queue full, message dropped", self._call_id, self._name
