@@ -357,8 +357,8 @@ class WebSocketAgentSession(AgentSession):
         the order of everything sent stays the order it was queued."""
         if self._state is not _State.OPEN:
             return False
-        ws = self._ws
-        if not self._outbox and not self._writing and ws is not None and not ws.congested:
+        ws = self._writable()
+        if ws is not None:
             with contextlib.suppress(ConnectionClosed):  # the reader reports how and why
                 ws.write(self._encode_audio(frame))
             return False
@@ -370,9 +370,9 @@ class WebSocketAgentSession(AgentSession):
         being sent and the socket takes data (a mark echo costs no writer wake-up)."""
         if self._state is not _State.OPEN:
             return
-        ws = self._ws
         for message in messages:
-            if not self._outbox and not self._writing and ws is not None and not ws.congested:
+            ws = self._writable()
+            if ws is not None:
                 with contextlib.suppress(ConnectionClosed):  # the reader reports how and why
                     ws.write(message)
                 continue
@@ -382,6 +382,14 @@ class WebSocketAgentSession(AgentSession):
                 )
 
     # --- internals ---
+
+    def _writable(self) -> AgentSocket | None:
+        """The socket, when a message may be written now rather than queued: nothing
+        queued, the writer idle (so order is kept) and the socket taking data."""
+        ws = self._ws
+        if self._outbox or self._writing or ws is None or ws.congested:
+            return None
+        return ws
 
     def _check_opening(self) -> None:
         if self._state is not _State.OPENING:
