@@ -86,6 +86,7 @@ logger = logging.getLogger(__name__)
 
 _ITEMS_REMEMBERED = 16  # per-item accounting kept for the latest items only (flat memory)
 _MAX_DTMF = 32  # digits an agent may send in one request
+_LEG_EVENTS = (AudioFrame, MarkPlayed, DtmfDigit, LegEnded)  # the rest are the agent's
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,7 +212,7 @@ class CallBridge:
         self._pending: deque[LegEvent | AgentEvent] = deque()
         self._handling = False
         self._hearing_leg = False  # leg events handled (from run() until teardown)
-        self._hearing_agent = False  # agent events handled (from answer until the end)
+        self._hearing_agent = False  # agent events handled (from answer until teardown)
         self._transfer_task: asyncio.Task[None] | None = None
 
     # --- public API ---
@@ -487,29 +488,31 @@ class CallBridge:
         self._handling = True
         try:
             while self._pending:
-                self._handle(self._pending.popleft())
+                event = self._pending.popleft()
+                try:
+                    self._handle(event)
+                except Exception:
+                    # A bug of ours must end the call with an explanation, not reach the
+                    # socket callback that delivered the event.
+                    logger.exception(
+                        "call_id=%s failed handling %s", self._call_id, type(event).__name__
+                    )
+                    self._finish(
+                        CallEnd(
+                            DisconnectReason.SYSTEM_ERROR,
+                            Blame.SYSTEM,
+                            "Internal error in the bridge",
+                        )
+                    )
         finally:
             self._handling = False
 
     def _handle(self, event: LegEvent | AgentEvent) -> None:
-        if isinstance(event, AudioFrame | MarkPlayed | DtmfDigit | LegEnded):
+        if isinstance(event, _LEG_EVENTS):
             if self._hearing_leg:
-                self._guarded(self._on_leg_event, event)
-        elif self._hearing_agent:
-            self._guarded(self._on_agent_event, event)
-            if self._end is not None:
-                self._hearing_agent = False  # the call is ending: the agent is not heard
-
-    def _guarded(self, handler: Callable[[Any], None], event: LegEvent | AgentEvent) -> None:
-        """A bug of ours handling an event ends the call with an explanation; it must not
-        reach the socket callback that delivered the event."""
-        try:
-            handler(event)
-        except Exception:
-            logger.exception("call_id=%s failed handling %s", self._call_id, type(event).__name__)
-            self._finish(
-                CallEnd(DisconnectReason.SYSTEM_ERROR, Blame.SYSTEM, "Internal error in the bridge")
-            )
+                self._on_leg_event(event)
+        elif self._hearing_agent and self._end is None:  # an ending call hears no agent
+            self._on_agent_event(event)
 
     # --- caller → agent ---
 
