@@ -91,6 +91,8 @@ def start_gateway(
     *,
     loop: str = "auto",
     gc_threshold: str = "",
+    wrapper: tuple[str, ...] = (),
+    cprofile: str = "",
 ) -> Gateway:
     http, sip = free_port(), free_sip_port()
     low = 20000 + 2 * secrets.randbelow(5000)
@@ -99,6 +101,7 @@ def start_gateway(
     log = open(workdir / "gateway.log", "wb")  # noqa: SIM115 - closed in Gateway.stop
     process = subprocess.Popen(
         [
+            *wrapper,
             sys.executable,
             "-m",
             "bench.gateway_shim",
@@ -126,6 +129,7 @@ def start_gateway(
             "TELEPATH_LOG_LEVEL": "WARNING",
             "BENCH_GC_THRESHOLD": gc_threshold,
             "BENCH_GC_LOG": str(workdir / "gc-pauses.txt"),
+            "BENCH_CPROFILE": cprofile,
         },
         stdin=subprocess.DEVNULL,
         stdout=log,
@@ -148,6 +152,34 @@ def start_gateway(
         time.sleep(0.1)
     runtime = {k: v for k, v in health.json().items() if k in ("event_loop", "gc_frozen_objects")}
     return Gateway(process, url, f"127.0.0.1:{sip}", database, log, runtime)
+
+
+FRAMES_PER_SECOND = 50  # 20 ms packets each way: one frame pair per 20 ms per call
+
+
+def callgrind_wrapper(folder: str, path: str, calls: int) -> tuple[str, ...]:
+    """``--callgrind``: the gateway under valgrind's callgrind, counting nothing until
+    the steady window (``callgrind_control --instr=on``). Instructions executed are a
+    figure this virtual machine cannot blur: its speed drifts by ±15 % between runs, a
+    count of instructions does not (system calls' kernel time is not in it)."""
+    out = Path(folder).resolve() / f"callgrind-{path}-{calls}.out"
+    return ("valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={out}")
+
+
+def callgrind_control(pid: int, *options: str) -> None:
+    for option in options:
+        subprocess.run(
+            ["callgrind_control", option, str(pid)], capture_output=True, timeout=60, check=True
+        )
+
+
+def callgrind_total(folder: str, path: str, calls: int) -> int:
+    """Instructions in the window: the dump ``--dump`` wrote (its ``totals:`` line)."""
+    dumps = sorted(Path(folder).glob(f"callgrind-{path}-{calls}.out.*"))
+    for line in dumps[0].read_text(errors="replace").splitlines():
+        if line.startswith(("totals:", "summary:")):
+            return int(line.split()[1])
+    raise RuntimeError(f"no totals in {dumps[0]}")
 
 
 def api_key(gateway: Gateway) -> str:
@@ -280,6 +312,12 @@ def _run_in(args: argparse.Namespace, path: str, calls: int, workdir: Path) -> d
             calls,
             loop=args.loop,
             gc_threshold=args.gc_threshold,
+            wrapper=callgrind_wrapper(args.callgrind, path, calls) if args.callgrind else (),
+            cprofile=(
+                str(Path(args.cprofile).resolve() / f"cprofile-{path}-{calls}.prof")
+                if args.cprofile
+                else ""
+            ),
         )
         agents: list[subprocess.Popen[str]] = []
         workers: list[subprocess.Popen[str]] = []
@@ -397,7 +435,15 @@ def _run_in(args: argparse.Namespace, path: str, calls: int, workdir: Path) -> d
                     stdout=subprocess.DEVNULL,
                     stderr=subprocess.DEVNULL,
                 )
+            if args.callgrind:
+                callgrind_control(gateway.process.pid, "--zero", "--instr=on")
+            if args.cprofile:
+                gateway.process.send_signal(signal.SIGUSR1)
             time.sleep(args.duration)
+            if args.cprofile:
+                gateway.process.send_signal(signal.SIGUSR1)
+            if args.callgrind:
+                callgrind_control(gateway.process.pid, "--dump", "--instr=off")
             if profiler is not None:
                 profiler.wait(timeout=60)
             after = {
@@ -438,6 +484,11 @@ def _run_in(args: argparse.Namespace, path: str, calls: int, workdir: Path) -> d
                 machine_busy=busy,
                 load=load_average(),
             )
+            if args.callgrind:
+                result["instructions_per_frame_pair"] = round(
+                    callgrind_total(args.callgrind, path, calls)
+                    / (calls * (window_end - window_start) / 1e9 * FRAMES_PER_SECOND)
+                )
             return {**result, **gateway.runtime}
         finally:
             for process in (*workers, *agents):
@@ -482,6 +533,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--profile", metavar="DIR", help="py-spy the gateway in each window; raw stacks to DIR"
     )
+    parser.add_argument(
+        "--callgrind",
+        metavar="DIR",
+        help="count the gateway's instructions per frame pair in the window (valgrind)",
+    )
+    parser.add_argument(
+        "--cprofile", metavar="DIR", help="cProfile the gateway in each window (call counts)"
+    )
     parser.add_argument("--py-spy", default=str(Path(sys.executable).parent / "py-spy"))
     parser.add_argument("--keep", action="store_true", help="keep the work folders (logs)")
     parser.add_argument("--json", default="bench-report.json", help="JSON report path")
@@ -490,8 +549,9 @@ def main(argv: list[str] | None = None) -> int:
     # stops the gateway, the agent and the generators instead of leaving them running.
     signal.signal(signal.SIGTERM, _exit_on_signal)
     began = time.monotonic()
-    if args.profile:
-        Path(args.profile).mkdir(parents=True, exist_ok=True)
+    for folder in (args.profile, args.callgrind, args.cprofile):
+        if folder:
+            Path(folder).mkdir(parents=True, exist_ok=True)
     results: list[dict[str, Any]] = []
     ns = [int(n) for n in args.ns.split(",") if n]
     for path in [p for p in args.paths.split(",") if p]:
