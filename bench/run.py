@@ -73,7 +73,7 @@ class Gateway:
     sip: str
     database: str
     log: IO[bytes]
-    runtime: dict[str, Any]  # /healthz's event_loop and gc_frozen_objects (gateway/runtime.py)
+    runtime: dict[str, Any]  # /healthz's event_loop, gc_frozen_objects, compiled_modules
 
     def stop(self) -> None:
         self.process.terminate()
@@ -150,7 +150,11 @@ def start_gateway(
             process.kill()
             raise RuntimeError("gateway did not come up")
         time.sleep(0.1)
-    runtime = {k: v for k, v in health.json().items() if k in ("event_loop", "gc_frozen_objects")}
+    runtime = {
+        k: v
+        for k, v in health.json().items()
+        if k in ("event_loop", "gc_frozen_objects", "compiled_modules")
+    }
     return Gateway(process, url, f"127.0.0.1:{sip}", database, log, runtime)
 
 

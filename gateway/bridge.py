@@ -256,6 +256,7 @@ class CallBridge:
         tracker = self._require_tracker()
         loop = asyncio.get_running_loop()
         timer: asyncio.TimerHandle | None = None
+        interrupted: BaseException | None = None
         try:
             self._hearing_leg = True
             self.leg.listen(self._on_event)
@@ -288,14 +289,19 @@ class CallBridge:
             self._finish(
                 CallEnd(DisconnectReason.SYSTEM_ERROR, Blame.SYSTEM, "Internal error in the bridge")
             )
-        finally:
-            if timer is not None:
-                timer.cancel()
-            if self._end is None:  # run() itself was cancelled: the gateway is going down
-                self._finish(
-                    CallEnd(DisconnectReason.SHUTDOWN, Blame.SYSTEM, "Telepath is shutting down")
-                )
-            await self._teardown()
+        except BaseException as exc:  # run() itself was cancelled: the gateway is going down
+            interrupted = exc
+        # Not a `finally`: a coroutine compiled by mypyc (gateway/native.py) that awaits
+        # while an exception propagates leaks that exception into later awaits.
+        if timer is not None:
+            timer.cancel()
+        if self._end is None:
+            self._finish(
+                CallEnd(DisconnectReason.SHUTDOWN, Blame.SYSTEM, "Telepath is shutting down")
+            )
+        await self._teardown()
+        if interrupted is not None:
+            raise interrupted
         end = self._end
         assert end is not None  # every path above sets it
         ended_at = self._now()

@@ -133,8 +133,18 @@ async def _migrate(settings: Settings) -> int:
 
 
 def _serve(settings: Settings) -> int:
-    from gateway import runtime
+    from gateway import native, runtime
 
+    stale = native.stale()
+    if stale:
+        # An extension module shadows its source: running it would run the old code.
+        print(
+            "telepath: compiled modules do not match their sources: "
+            f"{', '.join(stale)}. Rebuild them (scripts/compile.sh) or remove them "
+            "(scripts/compile.sh --clean).",
+            file=sys.stderr,
+        )
+        return 2
     try:
         loop = runtime.choose_event_loop(settings.event_loop)
     except runtime.EventLoopUnavailable as exc:

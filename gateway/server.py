@@ -12,6 +12,7 @@ from collections.abc import Awaitable
 from hypercorn.asyncio import serve as hypercorn_serve
 from hypercorn.config import Config as HypercornConfig
 
+from gateway import native
 from gateway.app import create_app
 from gateway.database import close_database, open_database
 from gateway.demo import describe, ensure_demo
@@ -80,6 +81,11 @@ async def _start_sip(settings: Settings, services: Services) -> SipService | Non
 async def run_server(settings: Settings) -> None:
     """Serve until SIGTERM/SIGINT."""
     logger.info("event loop: %s", running_event_loop())
+    logger.info(
+        "frame path: %d of %d modules compiled (gateway/native.py)",
+        len(native.compiled()),
+        len(native.COMPILED),
+    )
     await open_database(settings.database_url)
     services = Services.build(settings)
     # Calls a crash left open are closed before any new call; pending webhooks resume.

@@ -105,6 +105,14 @@ def _bucket_edges(base: float, factor: float, buckets: int) -> tuple[float, ...]
     return tuple(edges)
 
 
+# Module constants, not class attributes: mypyc compiles this module (gateway/native.py)
+# and does not support class attributes computed from one another.
+_BASE_MS = 0.01
+_FACTOR = 1.25
+_BUCKETS = 80
+_EDGES = _bucket_edges(_BASE_MS, _FACTOR, _BUCKETS)
+
+
 class LogHistogram:
     """Per-frame latencies in fixed logarithmic buckets (25 % wide, 0.01 ms to ~60 s).
 
@@ -115,13 +123,8 @@ class LogHistogram:
     for every value, at about a third of the cost (bench/frame_costs.py).
     """
 
-    _BASE_MS = 0.01
-    _FACTOR = 1.25
-    _BUCKETS = 80
-    _EDGES = _bucket_edges(_BASE_MS, _FACTOR, _BUCKETS)
-
     def __init__(self) -> None:
-        self._counts = [0] * self._BUCKETS
+        self._counts = [0] * _BUCKETS
         self._count = 0
         self._total = 0.0
         self._max = 0.0
@@ -134,7 +137,7 @@ class LogHistogram:
         self._total += ms
         if ms > self._max:
             self._max = ms
-        self._counts[bisect_left(self._EDGES, ms)] += 1
+        self._counts[bisect_left(_EDGES, ms)] += 1
 
     def _quantile(self, q: float) -> float:
         target = max(1, math.ceil(q * self._count))
@@ -142,7 +145,7 @@ class LogHistogram:
         for index, n in enumerate(self._counts):
             seen += n
             if seen >= target:
-                return min(self._BASE_MS * self._FACTOR**index, self._max)
+                return min(_BASE_MS * _FACTOR**index, self._max)
         return self._max
 
     def stats(self) -> LatencyStats:

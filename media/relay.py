@@ -7,18 +7,22 @@ listener instead, in the producer's own callback (``datagram_received``,
 ``data_received``, a timer); until a listener is set it holds them, in order.
 
 ``Pull`` turns a ``listen`` method back into async iterators, for consumers that want
-them (tests and tools); the bridge listens.
+them (tests and tools); the bridge listens. ``UntilNone`` is the async iterator of a
+source that keeps its own queue and offers a coroutine for the next item.
+
+This module stays interpreted (gateway/native.py): the iterators are async generators,
+which mypyc does not compile.
 """
 
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Generic, TypeVar
 
 from media.inbox import Inbox
 
-__all__ = ["Listener", "Pull", "Relay"]
+__all__ = ["Listener", "Pull", "Relay", "UntilNone"]
 
 T = TypeVar("T")
 
@@ -95,3 +99,21 @@ class Pull(Generic[T]):
             if self._final is not None:
                 return
         yield self._final
+
+
+class UntilNone(Generic[T]):
+    """An async iterator over ``await next_item()`` that ends when it returns None."""
+
+    __slots__ = ("_next_item",)
+
+    def __init__(self, next_item: Callable[[], Awaitable[T | None]]) -> None:
+        self._next_item = next_item
+
+    def __aiter__(self) -> UntilNone[T]:
+        return self
+
+    async def __anext__(self) -> T:
+        item = await self._next_item()
+        if item is None:
+            raise StopAsyncIteration
+        return item

@@ -173,10 +173,13 @@ class AgentSocket(asyncio.Protocol):
         try:
             async with asyncio.timeout(self.close_timeout):
                 await asyncio.shield(self._lost)
+            return
         except TimeoutError:
-            if self._transport is not None:
-                self._transport.abort()
-            await asyncio.shield(self._lost)
+            pass
+        # Awaited outside the handler (see gateway.bridge.CallBridge.run: mypyc).
+        if self._transport is not None:
+            self._transport.abort()
+        await asyncio.shield(self._lost)
 
     # --- asyncio.Protocol ---
 

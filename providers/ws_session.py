@@ -300,6 +300,7 @@ class WebSocketAgentSession(AgentSession):
             raise RuntimeError(f"{self._name} session: open() may be called once")
         self._state = _State.OPENING
         self._call_id = context.call_id
+        failure: BaseException | None = None
         try:
             self._ws = ws = await self._connect(context)
             self._check_opening()
@@ -308,11 +309,14 @@ class WebSocketAgentSession(AgentSession):
             self._formats = formats
             self._opened(formats)
         except BaseException as exc:
-            await self._shutdown("", exc if isinstance(exc, ProviderError) else None)
+            failure = exc
+        if failure is not None:
+            # Awaited outside the handler (see gateway.bridge.CallBridge.run: mypyc).
+            await self._shutdown("", failure if isinstance(failure, ProviderError) else None)
             if self._ws is not None:  # close() may have run before the socket existed
                 with contextlib.suppress(Exception):
                     await self._ws.close()
-            raise
+            raise failure
         self._state = _State.OPEN
         self._writer = asyncio.create_task(
             self._write(ws), name=f"{self._task_prefix}-send-{self._call_id}"

@@ -1,12 +1,17 @@
 #!/usr/bin/env bash
 # Install the test dependencies (Python packages into ./.venv; the real peers from Debian when
-# running as root: sipp, baresip, chromium, espeak-ng, sox) and run the whole suite.
+# running as root: sipp, baresip, chromium, espeak-ng, sox), compile the frame-path modules as
+# production runs them (scripts/compile.sh; TELEPATH_COMPILE=0 tests pure Python instead, and
+# needs `scripts/compile.sh --clean` first if they were compiled) and run the whole suite.
 # Extra arguments go to pytest, e.g. `./scripts/test.sh -k trunks`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/_venv.sh
 ensure_venv
 "$VENV/bin/pip" install --quiet --disable-pip-version-check -e '.[test]'
+if [ "${TELEPATH_COMPILE:-1}" != 0 ]; then
+  ./scripts/compile.sh
+fi
 if [ "$(id -u)" = 0 ]; then
   need=()
   command -v sipp >/dev/null || need+=(sip-tester)

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import requests
 
-from gateway import runtime
+from gateway import native, runtime
 from gateway.runtime import (
     EventLoop,
     EventLoopUnavailable,
@@ -43,6 +43,8 @@ def test_served_gateway_runs_on_uvloop_by_default_with_its_startup_heap_frozen(
     assert health["status"] == "ok"
     assert health["event_loop"] == "uvloop"
     assert health["gc_frozen_objects"] > STARTUP_OBJECTS
+    # The served process runs this checkout: compiled exactly where the suite is.
+    assert health["compiled_modules"] == len(native.compiled())
 
 
 def test_event_loop_asyncio_is_chosen_by_flag_or_environment(tmp_path: Path) -> None:

@@ -75,6 +75,7 @@ from media.chunking import silence
 from media.ending import Blame, CallEnd, DisconnectReason
 from media.errors import FormatMismatchError
 from media.frames import AudioFrame, LegEnded, LegEvent, MarkPlayed
+from media.relay import UntilNone
 
 __all__ = ["MediaConfig", "RtpMediaStream", "StreamStats", "usable_address"]
 
@@ -298,25 +299,25 @@ class RtpMediaStream:
             self._rtcp_source = None
         self.set_hold(media.on_hold)
 
-    async def events(self) -> AsyncIterator[LegEvent]:
+    def events(self) -> AsyncIterator[LegEvent]:
         """Caller audio, DTMF, mark acknowledgements, and ``LegEnded`` on media timeout.
 
         Ends after ``LegEnded``, or after :meth:`close` once the queued events are out.
         One consumer at a time.
         """
-        while True:
-            while self._events:
-                event = self._events.popleft()
-                yield event
-                if isinstance(event, LegEnded):
-                    return
+        return UntilNone(self._next_event)
+
+    async def _next_event(self) -> LegEvent | None:
+        """The next queued event for :meth:`events`, waiting for one; None once they end."""
+        while not self._events:
             if self._closed or self._ended:
-                return
+                return None
             self._wakeup = self._loop.create_future()
             try:
                 await self._wakeup
             finally:
                 self._wakeup = None
+        return self._events.popleft()
 
     def stats(self) -> StreamStats:
         """A snapshot for the call record and the dashboard (counts; times in ms)."""

@@ -1,0 +1,82 @@
+"""The compiled build (gateway/native.py): what CI tests, and how a stale one is caught."""
+
+from __future__ import annotations
+
+import ast
+import importlib
+import importlib.util
+import os
+from pathlib import Path
+
+import pytest
+
+from gateway import native
+
+
+@pytest.mark.skipif(
+    not os.environ.get("CI") or os.environ.get("TELEPATH_COMPILE") == "0",
+    reason="outside CI the checkout may run pure Python (scripts/compile.sh builds it)",
+)
+def test_ci_runs_every_frame_path_module_compiled() -> None:
+    # scripts/test.sh compiles before the suite; the suite must test what production runs.
+    assert native.compiled() == list(native.COMPILED)
+    assert native.stale() == []
+
+
+def test_every_listed_module_exists_and_imports() -> None:
+    for module in native.COMPILED:
+        assert importlib.import_module(module).__name__ == module
+
+
+def test_a_changed_source_is_stale_and_an_unchanged_one_is_not(tmp_path: Path) -> None:
+    source = tmp_path / "bridge.py"
+    source.write_text("x = 1\n")
+    record = {"gateway.bridge": native.source_digest(str(source))}
+    sources = {"gateway.bridge": str(source)}
+    assert native.changed_since_build(sources, record) == []
+    source.write_text("x = 2\n")
+    assert native.changed_since_build(sources, record) == ["gateway.bridge"]
+
+
+def test_a_compiled_module_with_no_record_is_stale(tmp_path: Path) -> None:
+    source = tmp_path / "pacer.py"
+    source.write_text("y = 1\n")
+    assert native.changed_since_build({"ingress.sip.rtp.pacer": str(source)}, {}) == [
+        "ingress.sip.rtp.pacer"
+    ]
+
+
+def test_a_module_without_its_source_beside_it_is_not_stale(tmp_path: Path) -> None:
+    missing = str(tmp_path / "gone.py")
+    assert native.changed_since_build({"media.frames": missing}, {}) == []
+
+
+def _awaits_in(nodes: list[ast.stmt]) -> list[int]:
+    lines = []
+    for node in nodes:
+        for sub in ast.walk(node):
+            if isinstance(sub, (ast.Await, ast.AsyncWith, ast.AsyncFor)):
+                lines.append(sub.lineno)
+    return lines
+
+
+def test_no_compiled_coroutine_awaits_while_an_exception_propagates() -> None:
+    # A coroutine compiled by mypyc that awaits inside `finally` (or an `except` block)
+    # leaks the exception being handled into later awaits of other coroutines: a
+    # cancelled call's CancelledError came out of the next call's bridge. The compiled
+    # modules await after the handler instead (gateway.bridge.CallBridge.run).
+    found = []
+    for module in native.COMPILED:
+        spec = importlib.util.find_spec(module)
+        assert spec is not None and spec.submodule_search_locations is None
+        package = importlib.util.find_spec(module.rpartition(".")[0])
+        assert package is not None and package.submodule_search_locations
+        path = Path(package.submodule_search_locations[0]) / (module.rpartition(".")[2] + ".py")
+        for function in ast.walk(ast.parse(path.read_text())):
+            if not isinstance(function, ast.AsyncFunctionDef):
+                continue
+            for node in ast.walk(function):
+                if isinstance(node, ast.Try):
+                    blocks = [node.finalbody, *(handler.body for handler in node.handlers)]
+                    found += [f"{path}:{line}" for block in blocks for line in _awaits_in(block)]
+    assert found == []
