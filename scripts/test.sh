@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Install the test dependencies (Python packages into ./.venv; the real peers from Debian when
-# running as root: sipp, baresip, chromium, espeak-ng, sox), compile the frame-path modules as
-# production runs them (scripts/compile.sh; TELEPATH_COMPILE=0 tests pure Python instead, and
-# needs `scripts/compile.sh --clean` first if they were compiled) and run the whole suite.
+# Install the test dependencies (Python packages into ./.venv; the real peers and tools from
+# Debian when running as root: sipp, baresip, chromium, espeak-ng, sox, kamailio, valgrind),
+# compile the frame-path modules as production runs them (scripts/compile.sh; TELEPATH_COMPILE=0
+# tests pure Python instead, after `scripts/compile.sh --clean` if they were compiled) and run
+# the whole suite.
 # Extra arguments go to pytest, e.g. `./scripts/test.sh -k trunks`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,6 +21,7 @@ if [ "$(id -u)" = 0 ]; then
   command -v espeak-ng >/dev/null || need+=(espeak-ng)
   command -v sox >/dev/null || need+=(sox)
   command -v kamailio >/dev/null || need+=(kamailio)
+  command -v valgrind >/dev/null || need+=(valgrind)  # bench.run --callgrind
   if [ ${#need[@]} -gt 0 ]; then
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null

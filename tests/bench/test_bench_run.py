@@ -8,12 +8,17 @@ carry every figure with sane values.
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from bench.report import percentile
+from gateway import native
 
 ROOT = Path(__file__).resolve().parents[2]
 FRAMES_PER_SECOND = 50
@@ -77,10 +82,37 @@ def test_report_has_every_figure_with_sane_values(tmp_path: Path) -> None:
         assert 0 <= run["gateway_system_share"] <= 1, path
         assert run["gc_pauses_over_5ms"] == sum(run["gc_pauses_by_generation"].values())
         assert run["gc_pause_max_ms"] >= 0, path
+        # The checkout as it is: compiled in CI (scripts/test.sh), maybe not elsewhere.
+        assert run["compiled_modules"] == len(native.compiled()), path
 
     # The table names both paths and each figure's column.
     for needle in ("pcmu", "g722", "twilio", "c/call", "KB/call", "c2a p50/p99/max", "cps"):
         assert needle in table
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    shutil.which("valgrind") is None and not os.environ.get("CI"),
+    reason="valgrind is not installed (scripts/test.sh installs it in CI)",
+)
+def test_callgrind_counts_the_gateways_instructions_per_frame_pair(tmp_path: Path) -> None:
+    report = tmp_path / "report.json"
+    done = subprocess.run(
+        [
+            sys.executable, "-m", "bench.run",
+            "--ns", "1", "--paths", "pcmu", "--duration", "3", "--settle", "1",
+            "--max-n", "0", "--json", str(report), "--callgrind", str(tmp_path / "cg"),
+        ],
+        cwd=ROOT, capture_output=True, text=True, timeout=240, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    (run,) = json.loads(report.read_text())["runs"]
+    assert run["answered"] == 1, run.get("error")
+    # Counted in the window only (start-up under valgrind runs uncounted): one frame
+    # pair takes a few hundred thousand instructions; a count that included start-up or
+    # missed the window would be orders of magnitude off.
+    assert 50_000 < run["instructions_per_frame_pair"] < 3_000_000, run
+    assert list((tmp_path / "cg").glob("callgrind-pcmu-1.out.*")), "no window dump"
 
 
 def test_percentile_is_nearest_rank() -> None:
