@@ -741,3 +741,25 @@ def test_parser_survives_arbitrary_frames(data: str | bytes) -> None:
     dialect = TelepathDialect(max_payload_bytes=1024)
     with pytest.raises(MalformedAgentMessage):
         dialect.parse(data)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    payloads=st.lists(st.binary(max_size=400), min_size=1, max_size=5),
+    timestamp=st.integers(min_value=0, max_value=2**32 - 1),
+)
+def test_media_message_is_what_the_json_encoder_writes(
+    payloads: list[bytes], timestamp: int
+) -> None:
+    # media() formats its one-per-frame message directly; it must stay byte for byte what
+    # json.dumps (compact, keys in this order) makes of it, whatever the audio.
+    dialect = TelepathDialect(max_payload_bytes=1024)
+    for sequence, payload in enumerate(payloads, start=1):
+        sent = dialect.media(AudioFrame(PCMU, payload, timestamp=timestamp))
+        expected = {
+            "type": "media",
+            "payload": base64.b64encode(payload).decode("ascii"),
+            "sequence": sequence,
+            "timestamp": timestamp,
+        }
+        assert sent == json.dumps(expected, separators=(",", ":"), ensure_ascii=False)
