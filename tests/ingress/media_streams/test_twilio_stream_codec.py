@@ -23,6 +23,7 @@ from ingress.media_streams.events import (
     StreamState,
     StreamStopped,
 )
+from ingress.media_streams.telnyx import TelnyxStreamCodec
 from ingress.media_streams.twilio import TwilioStreamCodec
 from media import PCMA, PCMU, AudioFrame, Blame, DisconnectReason, DtmfDigit, MarkPlayed
 
@@ -308,3 +309,26 @@ def _media(seq: int, chunk: int, timestamp: int, payload: bytes) -> dict[str, An
         },
         "streamSid": MZ,
     }
+
+
+@given(
+    stream_ids=st.lists(st.text(max_size=40), min_size=1, max_size=3),
+    payload=st.binary(min_size=1, max_size=400),
+)
+def test_media_message_is_what_the_json_encoder_writes(
+    stream_ids: list[str], payload: bytes
+) -> None:
+    # Both carriers' codecs format their one-per-frame media message directly, encoding
+    # the stream id once per stream; it must stay byte for byte what the JSON encoder
+    # makes of it, for any stream id (quotes, control characters, non-ASCII) and after
+    # the id changes.
+    for codec in (TwilioStreamCodec(), TelnyxStreamCodec()):
+        for stream_id in [*stream_ids, *stream_ids]:
+            expected = {
+                "event": "media",
+                codec._stream_key: stream_id,
+                "media": {"payload": base64.b64encode(payload).decode("ascii")},
+            }
+            assert codec._media_message(stream_id, payload) == json.dumps(
+                expected, separators=(",", ":"), ensure_ascii=False
+            )
