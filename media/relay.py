@@ -10,8 +10,8 @@ listener instead, in the producer's own callback (``datagram_received``,
 them (tests and tools); the bridge listens. ``UntilNone`` is the async iterator of a
 source that keeps its own queue and offers a coroutine for the next item.
 
-This module stays interpreted (gateway/native.py): the iterators are async generators,
-which mypyc does not compile.
+This module stays interpreted (gateway/native.py): ``Pull``'s iterators are async
+generators, which mypyc does not compile.
 """
 
 from __future__ import annotations
