@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import ast
+import dataclasses
 import importlib
 import importlib.util
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from gateway import native
+from gateway import native, playout
+from gateway.playout import Handout
+from ingress.sip.rtp import pacer
+from ingress.sip.rtp.packet import HeaderExtension, RtpPacket
+from media.frames import PCMU, AudioFrame, MarkPlayed
 
 
 @pytest.mark.skipif(
@@ -80,3 +86,54 @@ def test_no_compiled_coroutine_awaits_while_an_exception_propagates() -> None:
                     blocks = [node.finalbody, *(handler.body for handler in node.handlers)]
                     found += [f"{path}:{line}" for block in blocks for line in _awaits_in(block)]
     assert found == []
+
+
+# The per-frame values whose __init__ is written out (so that mypyc compiles it instead of
+# dataclasses generating an interpreted one): each must still take exactly its fields, by
+# position and by name, with the fields' defaults, and stay frozen where it was.
+_FRAME = AudioFrame(PCMU, b"\xff" * 160, 20, 1.5)
+_WRITTEN_OUT: list[tuple[type[Any], dict[str, Any]]] = [
+    (AudioFrame, {"format": PCMU, "payload": b"\x01", "timestamp": 40, "received_at": 2.5}),
+    (MarkPlayed, {"name": "tp:0:20:item"}),
+    (
+        RtpPacket,
+        {
+            "payload_type": 0,
+            "sequence_number": 7,
+            "timestamp": 160,
+            "ssrc": 0x1234,
+            "payload": b"\x02",
+            "marker": True,
+            "csrc": (1, 2),
+            "extension": HeaderExtension(0xBEDE, b"\x00" * 4),
+            "padding": b"\x00\x02",
+        },
+    ),
+    (Handout, {"mark": "tp:0:20:item", "frame": _FRAME, "item_id": "item"}),
+    (playout._Queued, {"item_id": "item", "frame": _FRAME}),
+    (pacer._Frame, {"payload": b"\x03", "ms": 20.0, "arrived": 3.5}),
+    (pacer._Mark, {"name": "m1"}),
+]
+
+
+@pytest.mark.parametrize(("cls", "values"), _WRITTEN_OUT, ids=lambda v: getattr(v, "__name__", ""))
+def test_written_out_inits_take_exactly_the_dataclass_fields(
+    cls: type[Any], values: dict[str, Any]
+) -> None:
+    fields = dataclasses.fields(cls)
+    assert [field.name for field in fields] == list(values)
+    by_name = cls(**values)
+    by_position = cls(*values.values())
+    for field in fields:
+        assert getattr(by_name, field.name) == values[field.name], field.name
+        assert getattr(by_position, field.name) == values[field.name], field.name
+    required = {f.name: values[f.name] for f in fields if f.default is dataclasses.MISSING}
+    defaults = cls(**required)
+    for field in fields:
+        if field.default is not dataclasses.MISSING:
+            assert getattr(defaults, field.name) == field.default, field.name
+    assert dataclasses.replace(by_name) == by_name
+    if cls.__dataclass_params__.frozen:
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            setattr(by_name, fields[0].name, values[fields[0].name])
+        assert hash(by_name) == hash(by_position)

@@ -52,7 +52,7 @@ class HeaderExtension:
     data: bytes
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class RtpPacket:
     """One RTP packet. ``padding`` holds the padding bytes exactly as received (the last
     one is their count); build outgoing packets with ``padding=b""``."""
@@ -66,6 +66,30 @@ class RtpPacket:
     csrc: tuple[int, ...] = ()
     extension: HeaderExtension | None = None
     padding: bytes = b""
+
+    def __init__(
+        self,
+        payload_type: int,
+        sequence_number: int,
+        timestamp: int,
+        ssrc: int,
+        payload: bytes = b"",
+        marker: bool = False,
+        csrc: tuple[int, ...] = (),
+        extension: HeaderExtension | None = None,
+        padding: bytes = b"",
+    ) -> None:
+        # Written out (init=False): compiled by mypyc, it builds a packet in about a tenth
+        # of the time of the interpreted __init__ dataclasses generates (gateway/native.py).
+        object.__setattr__(self, "payload_type", payload_type)
+        object.__setattr__(self, "sequence_number", sequence_number)
+        object.__setattr__(self, "timestamp", timestamp)
+        object.__setattr__(self, "ssrc", ssrc)
+        object.__setattr__(self, "payload", payload)
+        object.__setattr__(self, "marker", marker)
+        object.__setattr__(self, "csrc", csrc)
+        object.__setattr__(self, "extension", extension)
+        object.__setattr__(self, "padding", padding)
 
     @classmethod
     def parse(cls, data: bytes) -> RtpPacket:
