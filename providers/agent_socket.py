@@ -24,6 +24,7 @@ Once the session has a listener, ``set_handler`` hands each message to the adapt
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import ssl
@@ -170,13 +171,13 @@ class AgentSocket(asyncio.Protocol):
             self.protocol.fail(CloseCode.ABNORMAL_CLOSURE)
         if self._lost.done():
             return
-        try:
+        with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(self.close_timeout):
                 await asyncio.shield(self._lost)
+        if self._lost.done():
             return
-        except TimeoutError:
-            pass
-        # Awaited outside the handler (see gateway.bridge.CallBridge.run: mypyc).
+        # The peer did not close in time. Not awaited in an `except` block: see
+        # gateway.bridge.CallBridge.run (mypyc).
         if self._transport is not None:
             self._transport.abort()
         await asyncio.shield(self._lost)
