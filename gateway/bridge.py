@@ -196,6 +196,7 @@ class CallBridge:
         self._vad: _Vad | None = None
         self._wake: asyncio.Event | None = None
         self._drained: asyncio.Event | None = None
+        self._drained_set = False  # mirrors self._drained (see _set_drained)
         self._end: CallEnd | None = None
         self._leg_gone = False
         self._drain = False
@@ -230,6 +231,7 @@ class CallBridge:
         self._tracker = TurnTracker(self._started_at)
         self._wake = asyncio.Event()
         self._drained = asyncio.Event()
+        self._drained_set = False
         self._open_task = loop.create_task(
             self.session.open(self.leg.context, preferred=self.leg.format),
             name=f"agent-open-{self._call_id}",
@@ -416,8 +418,7 @@ class CallBridge:
         """Record the first end of the call and wake ``run``; later ends are ignored."""
         if leg_gone:
             self._leg_gone = True
-            if self._drained is not None:
-                self._drained.set()
+            self._set_drained(True)
         if self._end is not None:
             return
         self._end = end
@@ -719,12 +720,19 @@ class CallBridge:
         self._update_drained()
 
     def _update_drained(self) -> None:
-        if self._drained is None:
+        self._set_drained(self._playout.drained)
+
+    def _set_drained(self, drained: bool) -> None:
+        # Only on a change: this runs for every frame played, and Event.set() and clear()
+        # are interpreted calls.
+        event = self._drained
+        if event is None or drained is self._drained_set:
             return
-        if self._playout.drained:
-            self._drained.set()
+        self._drained_set = drained
+        if drained:
+            event.set()
         else:
-            self._drained.clear()
+            event.clear()
 
     def _barge_in(self, item_id: str | None, *, truncate: bool) -> None:
         """Clear the leg first, then tell the agent what the caller heard of each item."""

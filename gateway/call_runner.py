@@ -33,7 +33,7 @@ import math
 import re
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -43,11 +43,12 @@ from gateway.bridge import BridgeOptions, BridgeResult, CallBridge
 from gateway.ids import looks_like, new_id
 from gateway.leg import CallLeg
 from gateway.logs import call_id_var
+from gateway.recorded_leg import RecordedLeg
 from gateway.services.calls import CallOutcome, TimelineEvent
 from gateway.services.trunks import TrunkState
 from gateway.services.webhooks import END_EVENT
 from gateway.turns import CallMetrics, LatencyStats
-from media import AudioFormat, AudioFrame, Blame, CallContext, CallEnd, DisconnectReason, LegEvent
+from media import Blame, CallContext, CallEnd, DisconnectReason
 from providers.base import ErrorCategory, ProviderError
 from providers.registry import create_session
 
@@ -274,58 +275,6 @@ def _round(value: float | None) -> float | None:
     return None if value is None else round(value, 1)
 
 
-# --- the leg as the bridge sees it: our call id, and the answer recorded ---
-
-
-class _RecordedLeg:
-    """A ``CallLeg`` that forwards to the ingress's leg, with the record's call id in its
-    context and a hook when the call is answered."""
-
-    def __init__(self, inner: CallLeg, context: CallContext, on_answer: Callable[[], None]) -> None:
-        self._inner = inner
-        self._context = context
-        self._on_answer = on_answer
-
-    @property
-    def context(self) -> CallContext:
-        return self._context
-
-    @property
-    def format(self) -> AudioFormat:
-        return self._inner.format
-
-    def listen(self, on_event: Callable[[LegEvent], None]) -> None:
-        self._inner.listen(on_event)
-
-    def events(self) -> AsyncIterator[LegEvent]:
-        return self._inner.events()
-
-    async def answer(self) -> None:
-        await self._inner.answer()
-        self._on_answer()
-
-    async def reject(self, end: CallEnd) -> None:
-        await self._inner.reject(end)
-
-    def play(self, frame: AudioFrame) -> None:
-        self._inner.play(frame)
-
-    def mark(self, name: str) -> None:
-        self._inner.mark(name)
-
-    def clear(self) -> None:
-        self._inner.clear()
-
-    def send_dtmf(self, digits: str) -> None:
-        self._inner.send_dtmf(digits)
-
-    async def hangup(self, end: CallEnd) -> None:
-        await self._inner.hangup(end)
-
-    async def transfer(self, target: str) -> bool:
-        return await self._inner.transfer(target)
-
-
 def _empty_result(end: CallEnd, at: float) -> BridgeResult:
     return BridgeResult(
         end=end,
@@ -465,7 +414,7 @@ class CallRunner:
             def answered() -> None:
                 background.append(loop.create_task(self._answered(trunk, call_id, clock)))
 
-            recorded = _RecordedLeg(leg, context, answered)
+            recorded = RecordedLeg(leg, context, answered)
             try:
                 session = create_session(agent_config(trunk, self.services.settings))
             except ProviderError as exc:

@@ -19,9 +19,10 @@ suite, until it is rebuilt or removed (``scripts/compile.sh --clean``). Digests,
 file times: installing a wheel gives its files arbitrary times.
 
 What is not here, and why: classes that tests or other adapters subclass from
-interpreted code (``providers.base.AgentSession``), modules with async generators
-(``media.relay``, which mypyc cannot compile), and the SIP signalling (per call, not
-per frame).
+interpreted code (``providers.base.AgentSession``, the ``providers.errors`` tree),
+modules with async generators (``media.pull``, which mypyc cannot compile), and the SIP
+signalling core (per call, not per frame; ``ingress.sip.call``, the leg the bridge
+plays every frame through, is compiled).
 """
 
 from __future__ import annotations
@@ -54,16 +55,22 @@ COMPILED: tuple[str, ...] = (
     "ingress.sip.rtp.rtcp",
     "ingress.sip.rtp.pacer",
     "ingress.sip.transport.media",
+    "ingress.sip.call",
     "media.frames",
+    "media.relay",
+    "media.g711",
     "media.converters",
     "media.chunking",
     "media.vad",
+    "gateway.recorded_leg",
     "gateway.turns",
     "gateway.playout",
     "gateway.bridge",
+    "providers.events",
     "providers.wire",
     "providers.agent_socket",
     "providers.ws_session",
+    "providers.custom_ws.messages",
     "providers.custom_ws.telepath_dialect",
     "providers.custom_ws.session",
     # Subclasses of providers.ws_session.WebSocketAgentSession: an interpreted class

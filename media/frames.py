@@ -34,6 +34,20 @@ class AudioFormat:
     encoding: Encoding
     sample_rate: int
 
+    # Equality and hashing written out (dataclasses leaves them alone when the class
+    # defines them): the bridge, the converters and the RTP stream compare a frame's
+    # format with theirs for every frame, and the generated ``__eq__`` runs interpreted
+    # even in a compiled module (gateway/native.py). Same meaning: equal fields.
+    def __eq__(self, other: object) -> bool:
+        if self is other:
+            return True
+        if not isinstance(other, AudioFormat):
+            return NotImplemented
+        return self.encoding == other.encoding and self.sample_rate == other.sample_rate
+
+    def __hash__(self) -> int:
+        return hash((self.encoding, self.sample_rate))
+
     @property
     def name(self) -> str:
         """The ``encoding/rate`` name used in logs, records and the agent protocol."""

@@ -1,6 +1,6 @@
 """A queue for one consumer task; ``put`` never waits (callbacks may call it).
 
-It is what ``media.relay.Pull`` reads the events of a source from, and it is kept to
+It is what ``media.pull.Pull`` reads the events of a source from, and it is kept to
 what a per-frame queue needs. ``asyncio.Queue`` does more (several
 getters, ``maxsize``, ``join``): its ``get`` allocates a future and loops over its
 getters on every wait. Here a waiting consumer costs one future per idle period, and a

@@ -6,23 +6,22 @@ each waking a task (docs/performance.md). A ``Relay`` hands each event straight 
 listener instead, in the producer's own callback (``datagram_received``,
 ``data_received``, a timer); until a listener is set it holds them, in order.
 
-``Pull`` turns a ``listen`` method back into async iterators, for consumers that want
-them (tests and tools); the bridge listens. ``UntilNone`` is the async iterator of a
-source that keeps its own queue and offers a coroutine for the next item.
+``UntilNone`` is the async iterator of a source that keeps its own queue and offers a
+coroutine for the next item; ``media.pull.Pull`` turns a ``listen`` method back into
+async iterators, for consumers that want them (tests and tools). The bridge listens.
 
-This module stays interpreted (gateway/native.py): ``Pull``'s iterators are async
-generators, which mypyc does not compile.
+Compiled (gateway/native.py): every caller frame and agent event passes a ``Relay``.
+``Pull`` lives apart because its iterators are async generators, which mypyc does not
+compile.
 """
 
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import Generic, TypeVar
 
-from media.inbox import Inbox
-
-__all__ = ["Listener", "Pull", "Relay", "UntilNone"]
+__all__ = ["Listener", "Relay", "UntilNone"]
 
 T = TypeVar("T")
 
@@ -66,39 +65,6 @@ class Relay(Generic[T]):
         while self._held:
             listener(self._held.popleft())
         self._listener = listener
-
-
-class Pull(Generic[T]):
-    """The events of a ``listen`` method as async iterators (for tests and tools).
-
-    It listens when the first iterator starts; each call returns an iterator over the
-    same events, which ends after the ``last`` one. Once that was seen, a new iterator
-    yields it again and ends (the source is over; asking again says so).
-    """
-
-    __slots__ = ("_inbox", "_last", "_listen", "_final")
-
-    def __init__(self, listen: Callable[[Listener[T]], None], last: Callable[[T], bool]) -> None:
-        self._listen = listen
-        self._last = last
-        self._inbox: Inbox[T] | None = None
-        self._final: T | None = None
-
-    def __call__(self) -> AsyncIterator[T]:
-        return self._iterate()
-
-    async def _iterate(self) -> AsyncIterator[T]:
-        if self._inbox is None:
-            self._inbox = Inbox()
-            self._listen(self._inbox.put)
-        while self._final is None:
-            item = await self._inbox.get()
-            if self._last(item):
-                self._final = item
-            yield item
-            if self._final is not None:
-                return
-        yield self._final
 
 
 class UntilNone(Generic[T]):

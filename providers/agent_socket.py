@@ -104,6 +104,11 @@ class AgentSocket(asyncio.Protocol):
         return self.protocol.close_reason
 
     @property
+    def open(self) -> bool:
+        """True until the closing handshake begins (``write`` raises from then on)."""
+        return self.protocol.state is State.OPEN
+
+    @property
     def congested(self) -> bool:
         """True while the transport's buffer is over its high-water mark."""
         return self._paused

@@ -20,14 +20,9 @@ session is always ``AgentClosed``.
 wait until then. ``on_event`` must not raise and must not wait; it may call the session's
 send methods.
 
-Error tree::
-
-    ProviderError(category, message, status)        # every failure of an adapter
-      ├─ ProviderAuthError            category=auth
-      ├─ ProviderRateLimitError       category=rate_limit / quota
-      ├─ ProviderConnectError         category=connectivity
-      ├─ ProviderProtocolError        category=protocol (a message we cannot understand)
-      └─ ProviderConfigError          category=config (e.g. OpenAI's beta shape refused)
+The errors (``ProviderError`` and its categories) are defined in ``providers.errors``, the
+events in ``providers.events`` (compiled: one ``AgentAudio`` per agent frame); both are
+re-exported here, where adapters import them.
 """
 
 from __future__ import annotations
@@ -35,70 +30,60 @@ from __future__ import annotations
 import abc
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from enum import StrEnum
 
 from media import AudioFormat, AudioFrame, CallContext
+from providers.errors import (
+    ErrorCategory,
+    ProviderAuthError,
+    ProviderConfigError,
+    ProviderConnectError,
+    ProviderError,
+    ProviderProtocolError,
+    ProviderRateLimitError,
+)
+from providers.events import (
+    AgentAudio,
+    AgentClosed,
+    AgentError,
+    AgentEvent,
+    AgentInterrupted,
+    CallerSpeechStarted,
+    CallerSpeechStopped,
+    ClearRequested,
+    DtmfRequested,
+    HangupRequested,
+    MarkRequested,
+    ResponseDone,
+    TranscriptReceived,
+    TransferRequested,
+)
 
-
-class ErrorCategory(StrEnum):
-    """Provider failure categories; they become the call's disconnect reason and blame."""
-
-    AUTH = "auth"
-    RATE_LIMIT = "rate_limit"
-    QUOTA = "quota"
-    CONNECTIVITY = "connectivity"
-    PROTOCOL = "protocol"
-    PROVIDER = "provider"
-    CONFIG = "config"
-
-
-class ProviderError(Exception):
-    """A failure of an AI provider, with what the caller needs to classify it."""
-
-    category: ErrorCategory = ErrorCategory.PROVIDER
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        category: ErrorCategory | None = None,
-        status: int | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.message = message
-        if category is not None:
-            self.category = category
-        self.status = status
-
-
-class ProviderAuthError(ProviderError):
-    """The provider refused our credentials."""
-
-    category = ErrorCategory.AUTH
-
-
-class ProviderRateLimitError(ProviderError):
-    """The provider throttled us or the account is out of quota."""
-
-    category = ErrorCategory.RATE_LIMIT
-
-
-class ProviderConnectError(ProviderError):
-    """The provider could not be reached, timed out or dropped the connection."""
-
-    category = ErrorCategory.CONNECTIVITY
-
-
-class ProviderProtocolError(ProviderError):
-    """The provider sent something we could not understand."""
-
-    category = ErrorCategory.PROTOCOL
-
-
-class ProviderConfigError(ProviderError):
-    """The trunk's provider configuration cannot work (wrong API shape, missing agent id …)."""
-
-    category = ErrorCategory.CONFIG
+__all__ = [
+    "AgentAudio",
+    "AgentClosed",
+    "AgentConfig",
+    "AgentError",
+    "AgentEvent",
+    "AgentInterrupted",
+    "AgentSession",
+    "CallerSpeechStarted",
+    "CallerSpeechStopped",
+    "ClearRequested",
+    "DtmfRequested",
+    "ErrorCategory",
+    "HangupRequested",
+    "MarkRequested",
+    "NegotiatedFormats",
+    "ProviderAuthError",
+    "ProviderConfigError",
+    "ProviderConnectError",
+    "ProviderError",
+    "ProviderProtocolError",
+    "ProviderRateLimitError",
+    "ResponseDone",
+    "TranscriptReceived",
+    "TransferRequested",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,115 +92,6 @@ class NegotiatedFormats:
 
     input: AudioFormat
     output: AudioFormat
-
-
-# --- events from the agent (past tense, frozen) ---
-
-
-@dataclass(frozen=True, slots=True)
-class AgentAudio:
-    """Audio from the agent, part of response/item ``item_id``."""
-
-    frame: AudioFrame
-    item_id: str
-
-
-@dataclass(frozen=True, slots=True)
-class AgentInterrupted:
-    """The agent says the caller barged in: stop playing ``item_id`` (if known) at once."""
-
-    item_id: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class CallerSpeechStarted:
-    """The provider's VAD heard the caller start speaking."""
-
-
-@dataclass(frozen=True, slots=True)
-class CallerSpeechStopped:
-    """The provider's VAD heard the caller stop speaking (a turn ends: latency clock starts)."""
-
-
-@dataclass(frozen=True, slots=True)
-class ResponseDone:
-    """The agent finished generating response/item ``item_id``."""
-
-    item_id: str
-
-
-@dataclass(frozen=True, slots=True)
-class TranscriptReceived:
-    """A transcript of the caller (``role="user"``) or of the agent (``role="agent"``)."""
-
-    role: str
-    text: str
-    final: bool = True
-
-
-@dataclass(frozen=True, slots=True)
-class MarkRequested:
-    """The agent asked to be told when the audio it sent so far has been played."""
-
-    name: str
-
-
-@dataclass(frozen=True, slots=True)
-class ClearRequested:
-    """The agent asked to drop the audio queued for the caller (custom agents' ``clear``)."""
-
-
-@dataclass(frozen=True, slots=True)
-class HangupRequested:
-    """The agent wants the call to end."""
-
-    reason: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class TransferRequested:
-    """The agent wants the call transferred to ``target`` (a SIP URI or an E.164 number)."""
-
-    target: str
-
-
-@dataclass(frozen=True, slots=True)
-class DtmfRequested:
-    """The agent wants ``digits`` sent to the caller as DTMF."""
-
-    digits: str
-
-
-@dataclass(frozen=True, slots=True)
-class AgentError:
-    """Something went wrong on the agent side; ``fatal`` errors end the call."""
-
-    error: ProviderError
-    fatal: bool
-
-
-@dataclass(frozen=True, slots=True)
-class AgentClosed:
-    """The agent session is over; always the last event. ``error`` set if it ended badly."""
-
-    error: ProviderError | None = None
-
-
-AgentEvent = (
-    AgentAudio
-    | AgentInterrupted
-    | CallerSpeechStarted
-    | CallerSpeechStopped
-    | ResponseDone
-    | TranscriptReceived
-    | MarkRequested
-    | ClearRequested
-    | HangupRequested
-    | TransferRequested
-    | DtmfRequested
-    | AgentError
-    | AgentClosed
-)
 
 
 @dataclass(frozen=True, slots=True)

@@ -28,7 +28,8 @@ from collections import deque
 from collections.abc import AsyncIterator, Callable
 
 from media import AudioFormat, AudioFrame, CallContext
-from media.relay import Pull, Relay
+from media.pull import Pull
+from media.relay import Relay
 from providers.base import (
     AgentAudio,
     AgentClosed,

@@ -13,7 +13,6 @@ What each vendor's messages *mean* stays in its own module (``openai_realtime.ev
 
 from __future__ import annotations
 
-import base64
 import binascii
 import json
 from collections.abc import Mapping
@@ -71,11 +70,15 @@ def decode_base64(
     if max_bytes is not None and len(text) > (max_bytes + 2) // 3 * 4:
         raise error(f"{what} is larger than {max_bytes} bytes")
     try:
-        return base64.b64decode(text, validate=True)
+        # binascii directly, once per audio message: base64.b64decode(validate=True) is an
+        # interpreted wrapper that runs a regular expression over the text first.
+        # strict_mode (Python 3.11) refuses what that did (characters outside the
+        # alphabet, line breaks) and misplaced padding.
+        return binascii.a2b_base64(text, strict_mode=True)
     except (binascii.Error, ValueError) as exc:
         raise error(f"{what} is not valid base64: {exc}") from exc
 
 
 def encode_base64(payload: bytes) -> str:
     """Base64 text for a binary payload (RFC 4648 §4, with padding, no line breaks)."""
-    return base64.b64encode(payload).decode("ascii")
+    return binascii.b2a_base64(payload, newline=False).decode("ascii")

@@ -68,7 +68,8 @@ from websockets.exceptions import ConnectionClosed
 from websockets.frames import CloseCode
 
 from media import AudioFormat, AudioFrame, CallContext
-from media.relay import Listener, Pull, Relay
+from media.pull import Pull
+from media.relay import Listener, Relay
 from providers.agent_socket import AgentSocket
 from providers.base import (
     AgentClosed,
@@ -363,7 +364,7 @@ class WebSocketAgentSession(AgentSession):
             return False
         ws = self._writable()
         if ws is not None:
-            with contextlib.suppress(ConnectionClosed):  # the reader reports how and why
+            if ws.open:  # else it is closing: the reader reports how and why
                 ws.write(self._encode_audio(frame))
             return False
         return self._outbox.put_audio(frame)
@@ -377,7 +378,7 @@ class WebSocketAgentSession(AgentSession):
         for message in messages:
             ws = self._writable()
             if ws is not None:
-                with contextlib.suppress(ConnectionClosed):  # the reader reports how and why
+                if ws.open:  # else it is closing: the reader reports how and why
                     ws.write(message)
                 continue
             if not self._outbox.put_control(message):

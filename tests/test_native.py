@@ -6,6 +6,7 @@ import ast
 import dataclasses
 import importlib
 import importlib.util
+import operator
 import os
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,8 @@ from gateway import native, playout
 from gateway.playout import Handout
 from ingress.sip.rtp import pacer
 from ingress.sip.rtp.packet import HeaderExtension, RtpPacket
-from media.frames import PCMU, AudioFrame, MarkPlayed
+from media.frames import PCMA, PCMU, AudioFormat, AudioFrame, Encoding, MarkPlayed
+from providers.events import AgentAudio
 
 
 @pytest.mark.skipif(
@@ -113,6 +115,7 @@ _WRITTEN_OUT: list[tuple[type[Any], dict[str, Any]]] = [
     (playout._Queued, {"item_id": "item", "frame": _FRAME}),
     (pacer._Frame, {"payload": b"\x03", "ms": 20.0, "arrived": 3.5}),
     (pacer._Mark, {"name": "m1"}),
+    (AgentAudio, {"frame": _FRAME, "item_id": "item"}),
 ]
 
 
@@ -137,3 +140,16 @@ def test_written_out_inits_take_exactly_the_dataclass_fields(
         with pytest.raises(dataclasses.FrozenInstanceError):
             setattr(by_name, fields[0].name, values[fields[0].name])
         assert hash(by_name) == hash(by_position)
+
+
+def test_written_out_format_equality_means_equal_fields() -> None:
+    # AudioFormat's __eq__ and __hash__ are written out (compared per frame); they must
+    # mean what the dataclass's did: equal fields, equal hashes, and no equality with
+    # other types (a tuple of the same fields included).
+    rebuilt = AudioFormat(Encoding.PCMU, 8000)
+    assert operator.eq(rebuilt, PCMU) and not operator.ne(rebuilt, PCMU)
+    assert hash(rebuilt) == hash(PCMU)
+    assert operator.ne(PCMU, PCMA) and operator.ne(PCMU, AudioFormat(Encoding.PCMU, 16000))
+    assert operator.ne(PCMU, (Encoding.PCMU, 8000)) and operator.ne(PCMU, "pcmu/8000")
+    assert {PCMU: 1}[AudioFormat.parse("pcmu/8000")] == 1
+    assert len({PCMU, rebuilt, PCMA}) == 2

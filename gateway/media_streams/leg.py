@@ -58,7 +58,8 @@ from media import (
 )
 from media.chunking import Rechunker
 from media.converters import Converter, make_converter
-from media.relay import Pull, Relay
+from media.pull import Pull
+from media.relay import Relay
 
 __all__ = ["LegStats", "MediaStreamLeg", "OutboundPacer"]
 

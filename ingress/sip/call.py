@@ -40,7 +40,8 @@ from ingress.sip.uas_events import (
 )
 from media import AudioFormat, AudioFrame, Blame, CallContext, CallEnd, DisconnectReason
 from media.frames import DTMF_DIGITS, DtmfDigit, LegEnded, LegEvent, MarkPlayed
-from media.relay import Pull, Relay
+from media.pull import Pull
+from media.relay import Relay
 
 __all__ = ["SipCallLeg", "end_for_cause"]
 
@@ -211,7 +212,6 @@ class SipCallLeg:
 
     async def transfer(self, target: str) -> bool:
         """SIP REFER is not offered by this gateway: the bridge falls back to its policy."""
-        del target
         return False
 
     # -- CallLeg: events ----------------------------------------------------------------------

@@ -22,7 +22,7 @@ Error tree (all from ``providers.base``)::
                 └─ MalformedAccept    an accept naming a format outside the protocol
 """
 
-from providers.custom_ws.messages import MalformedAccept, MalformedAgentMessage
+from providers.custom_ws.errors import MalformedAccept, MalformedAgentMessage
 from providers.custom_ws.options import CustomAgentOptions
 from providers.custom_ws.session import CustomAgentSession, CustomAgentStats
 from providers.custom_ws.telepath_dialect import TelepathDialect

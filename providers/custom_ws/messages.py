@@ -4,6 +4,10 @@ Both dialects (``telepath_dialect``, ``twilio_dialect``) parse agent frames into
 types, so the session loop never looks at JSON. Parsing is pure and bounded; anything we
 cannot understand raises ``MalformedAgentMessage`` (a ``ProviderProtocolError``), which the
 session logs, counts and reports as a non-fatal ``AgentError``.
+
+Compiled (gateway/native.py): every agent frame is parsed into one of these. The
+exceptions live in ``providers.custom_ws.errors``, interpreted, since they subclass the
+providers' interpreted error tree.
 """
 
 from __future__ import annotations
@@ -13,7 +17,8 @@ from typing import Protocol
 
 from media import AudioFormat, AudioFrame, CallContext
 from media.frames import DTMF_DIGITS
-from providers.base import NegotiatedFormats, ProviderProtocolError
+from providers.base import NegotiatedFormats
+from providers.custom_ws.errors import MalformedAgentMessage
 from providers.wire import Outgoing, decode_base64, load_message
 
 MAX_NAME_CHARS = 256
@@ -21,14 +26,6 @@ MAX_NAME_CHARS = 256
 
 MAX_DTMF_DIGITS = 64
 """Longest digit string an agent may ask us to send in one ``dtmf`` request."""
-
-
-class MalformedAgentMessage(ProviderProtocolError):
-    """An agent frame that is not valid JSON, not an object, or not a message we know."""
-
-
-class MalformedAccept(MalformedAgentMessage):
-    """An ``accept`` naming a format the protocol does not allow: negotiation fails."""
 
 
 @dataclass(frozen=True, slots=True)

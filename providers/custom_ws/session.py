@@ -57,6 +57,7 @@ from providers.base import (
 )
 from providers.connection import MAX_MESSAGE_BYTES, connect_agent
 from providers.custom_ws.caller_vad import CallerVad
+from providers.custom_ws.errors import MalformedAccept, MalformedAgentMessage
 from providers.custom_ws.messages import (
     AcceptReceived,
     AgentMessage,
@@ -64,8 +65,6 @@ from providers.custom_ws.messages import (
     Dialect,
     DtmfReceived,
     HangupReceived,
-    MalformedAccept,
-    MalformedAgentMessage,
     MarkReceived,
     MediaReceived,
     TransferReceived,

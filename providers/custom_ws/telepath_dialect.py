@@ -23,14 +23,13 @@ from typing import Final
 
 from media import L16_16K, L16_24K, AudioFormat, AudioFrame, CallContext, Encoding
 from providers.base import NegotiatedFormats
+from providers.custom_ws.errors import MalformedAccept, MalformedAgentMessage
 from providers.custom_ws.messages import (
     AcceptReceived,
     AgentMessage,
     ClearReceived,
     DtmfReceived,
     HangupReceived,
-    MalformedAccept,
-    MalformedAgentMessage,
     MarkReceived,
     MediaReceived,
     TransferReceived,

@@ -23,10 +23,10 @@ from typing import Final
 
 from media import PCMU, AudioFormat, AudioFrame, CallContext
 from providers.base import NegotiatedFormats
+from providers.custom_ws.errors import MalformedAgentMessage
 from providers.custom_ws.messages import (
     AgentMessage,
     ClearReceived,
-    MalformedAgentMessage,
     MarkReceived,
     MediaReceived,
     base64_payload,

@@ -34,7 +34,8 @@ from media import (
     DisconnectReason,
 )
 from media.g711 import ULAW_SILENCE, encode_ulaw
-from media.relay import Pull, Relay
+from media.pull import Pull
+from media.relay import Relay
 from providers.base import (
     AgentAudio,
     AgentClosed,

@@ -6,7 +6,8 @@ import asyncio
 
 import pytest
 
-from media.relay import Pull, Relay
+from media.pull import Pull
+from media.relay import Relay
 
 
 def test_items_reach_the_listener_inside_put() -> None:

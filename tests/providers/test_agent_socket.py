@@ -88,6 +88,7 @@ async def test_messages_both_ways_and_a_fragmented_one_arrives_whole() -> None:
 
     async with websockets_server(handler) as url:
         ws = await connect(url, headers={"Authorization": "Bearer k"})
+        assert ws.open
         ws.write('{"type":"audio"}')
         assert await ws.recv() == '{"type":"audio"}'
         await ws.send(b"\x00\x01\xff")
@@ -97,6 +98,7 @@ async def test_messages_both_ways_and_a_fragmented_one_arrives_whole() -> None:
         assert await ws.recv() == "parts joined"
         await ws.close()
         assert ws.close_code == 1000
+        assert not ws.open
     assert seen == ["Telepath", "Bearer k", '{"type":"audio"}', b"\x00\x01\xff", "fragments"]
 
 
@@ -111,6 +113,7 @@ async def test_the_peer_closing_hands_out_what_arrived_then_raises_with_its_code
         with pytest.raises(ConnectionClosedError):
             await ws.recv()
         assert (ws.close_code, ws.close_reason) == (1011, "agent crashed")
+        assert not ws.open  # what the sessions check before writing
         with pytest.raises(ConnectionClosedError):
             ws.write("too late")
 

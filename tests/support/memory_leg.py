@@ -33,7 +33,8 @@ from media import (
     LegEvent,
     MarkPlayed,
 )
-from media.relay import Pull, Relay
+from media.pull import Pull
+from media.relay import Relay
 
 
 def default_context(call_id: str = "call-test") -> CallContext:

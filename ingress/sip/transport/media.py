@@ -109,6 +109,8 @@ class RtpMediaStream:
         self._config = config = config or MediaConfig()
         self._sockets = sockets
         self._media = media
+        # The direction's property, read once per negotiation rather than per packet.
+        self._sends = media.direction.sends
         self.call_id = call_id
         self.format = media.codec
         # Raises UnsupportedFormatError when ptime is not whole samples of the codec.
@@ -274,6 +276,7 @@ class RtpMediaStream:
                 f"-> {media.codec}/{media.clock_rate}"
             )
         self._media = media
+        self._sends = media.direction.sends
         self._pacer.payload_type = media.payload_type
         self._pacer.telephone_event_pt = media.telephone_event_pt
         self._pacer.telephone_event_clock_rate = (
@@ -414,7 +417,7 @@ class RtpMediaStream:
     # -- the one timer -----------------------------------------------------------------
 
     def _can_send(self) -> bool:
-        return not self._closed and self._media.direction.sends and self._latch.send_to is not None
+        return not self._closed and self._sends and self._latch.send_to is not None
 
     def _rearm(self) -> None:
         """Arm the single timer at the earliest deadline of the cores."""
