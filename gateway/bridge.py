@@ -195,8 +195,8 @@ class CallBridge:
         self._rechunker: Rechunker | None = None
         self._vad: _Vad | None = None
         self._wake: asyncio.Event | None = None
-        self._drained: asyncio.Event | None = None
-        self._drained_set = False  # mirrors self._drained (see _set_drained)
+        # Set while the teardown waits for the agent's last words to play (_update_drained).
+        self._drain_waiter: asyncio.Future[None] | None = None
         self._end: CallEnd | None = None
         self._leg_gone = False
         self._drain = False
@@ -230,8 +230,6 @@ class CallBridge:
         self._ready_deadline = loop.time() + self.options.agent_ready_timeout
         self._tracker = TurnTracker(self._started_at)
         self._wake = asyncio.Event()
-        self._drained = asyncio.Event()
-        self._drained_set = False
         self._open_task = loop.create_task(
             self.session.open(self.leg.context, preferred=self.leg.format),
             name=f"agent-open-{self._call_id}",
@@ -418,7 +416,7 @@ class CallBridge:
         """Record the first end of the call and wake ``run``; later ends are ignored."""
         if leg_gone:
             self._leg_gone = True
-            self._set_drained(True)
+            self._drain_done()
         if self._end is not None:
             return
         self._end = end
@@ -461,11 +459,13 @@ class CallBridge:
             # The agent said goodbye and asked to hang up: let its last words play out.
             self._flush_rechunker()
             self._feed()
-            drained = self._drained
-            assert drained is not None
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(self.options.hangup_drain_timeout):
-                    await drained.wait()
+            if not self._playout.drained:
+                waiter = asyncio.get_running_loop().create_future()
+                self._drain_waiter = waiter
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(self.options.hangup_drain_timeout):
+                        await waiter
+                self._drain_waiter = None
         self._hearing_leg = False
         if self._open_task is not None:
             await _cancel(self._open_task)
@@ -720,19 +720,15 @@ class CallBridge:
         self._update_drained()
 
     def _update_drained(self) -> None:
-        self._set_drained(self._playout.drained)
+        # Runs for every frame played; only the teardown's drain waits on it (a future made
+        # then, rather than an event set and cleared for every frame).
+        if self._drain_waiter is not None and self._playout.drained:
+            self._drain_done()
 
-    def _set_drained(self, drained: bool) -> None:
-        # Only on a change: this runs for every frame played, and Event.set() and clear()
-        # are interpreted calls.
-        event = self._drained
-        if event is None or drained is self._drained_set:
-            return
-        self._drained_set = drained
-        if drained:
-            event.set()
-        else:
-            event.clear()
+    def _drain_done(self) -> None:
+        waiter = self._drain_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
 
     def _barge_in(self, item_id: str | None, *, truncate: bool) -> None:
         """Clear the leg first, then tell the agent what the caller heard of each item."""

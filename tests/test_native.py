@@ -16,8 +16,10 @@ import pytest
 from gateway import native, playout
 from gateway.playout import Handout
 from ingress.sip.rtp import pacer
+from ingress.sip.rtp.jitter import PlayoutFrame
 from ingress.sip.rtp.packet import HeaderExtension, RtpPacket
 from media.frames import PCMA, PCMU, AudioFormat, AudioFrame, Encoding, MarkPlayed
+from providers.custom_ws.messages import MediaReceived
 from providers.events import AgentAudio
 
 
@@ -116,6 +118,8 @@ _WRITTEN_OUT: list[tuple[type[Any], dict[str, Any]]] = [
     (pacer._Frame, {"payload": b"\x03", "ms": 20.0, "arrived": 3.5}),
     (pacer._Mark, {"name": "m1"}),
     (AgentAudio, {"frame": _FRAME, "item_id": "item"}),
+    (MediaReceived, {"payload": b"\x04"}),
+    (PlayoutFrame, {"payload": b"\x05", "sequence_number": 9, "timestamp": 320, "marker": True}),
 ]
 
 

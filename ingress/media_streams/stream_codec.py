@@ -9,7 +9,7 @@ keep the carrier specifics.
 
 from __future__ import annotations
 
-import base64
+import binascii
 import json
 from typing import ClassVar
 
@@ -119,7 +119,7 @@ class StreamCodecBase:
             self._encoded_for = stream_id
             key, value = dumps(self._stream_key), dumps(stream_id)
             self._media_prefix = f'{{"event":"media",{key}:{value},"media":{{"payload":"'
-        return self._media_prefix + base64.b64encode(data).decode("ascii") + '"}}'
+        return self._media_prefix + binascii.b2a_base64(data, newline=False).decode("ascii") + '"}}'
 
     def _mark_message(self, name: str) -> str:
         stream_id = self._outbound_stream_id()

@@ -38,11 +38,15 @@ class AcceptReceived:
     format: AudioFormat | None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class MediaReceived:
     """Audio for the caller, in the negotiated output format (payload already decoded)."""
 
     payload: bytes
+
+    def __init__(self, payload: bytes) -> None:
+        # Written out, as media.frames.AudioFrame's: one per agent frame.
+        object.__setattr__(self, "payload", payload)
 
 
 @dataclass(frozen=True, slots=True)

@@ -743,6 +743,26 @@ def test_parser_survives_arbitrary_frames(data: str | bytes) -> None:
         dialect.parse(data)
 
 
+@pytest.mark.parametrize(
+    "frame",
+    [
+        '{"type":"mark","name":"m","x":NaN}',
+        '{"type":"mark","name":"m","x":Infinity}',
+        '{"type":"mark","name":"\\ud800"}',  # a lone surrogate (RFC 8259 §8.2)
+        '{"type":"mark","name":"m"} trailing',
+        "[" * 5_000 + "]" * 5_000,
+        '{"type":"media","payload":"AA=A"}',
+        '{"type":"media","payload":"AA AA"}',
+    ],
+    ids=["nan", "infinity", "lone-surrogate", "trailing-data", "nesting", "padding", "blank"],
+)
+def test_parser_refuses_what_rfc_8259_and_4648_do_not_allow(frame: str) -> None:
+    # The JSON parser (orjson) and the base64 decoder (binascii, strict) are stricter
+    # than Python's defaults; whatever they refuse must come out as a protocol error.
+    with pytest.raises(MalformedAgentMessage):
+        TelepathDialect(max_payload_bytes=1024).parse(frame)
+
+
 @settings(max_examples=200, deadline=None)
 @given(
     payloads=st.lists(st.binary(max_size=400), min_size=1, max_size=5),

@@ -39,7 +39,7 @@ __all__ = ["JitterBuffer", "Lost", "PlayoutFrame", "PushResult"]
 MAX_DROPOUT = 3000  # RFC 3550 A.1: a bigger sequence jump means the sender restarted
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class PlayoutFrame:
     """A received packet's payload, due for playout now."""
 
@@ -47,6 +47,15 @@ class PlayoutFrame:
     sequence_number: int
     timestamp: int
     marker: bool = False
+
+    def __init__(
+        self, payload: bytes, sequence_number: int, timestamp: int, marker: bool = False
+    ) -> None:
+        # Written out, as media.frames.AudioFrame's: one per packet received.
+        object.__setattr__(self, "payload", payload)
+        object.__setattr__(self, "sequence_number", sequence_number)
+        object.__setattr__(self, "timestamp", timestamp)
+        object.__setattr__(self, "marker", marker)
 
 
 @dataclass(frozen=True, slots=True)
