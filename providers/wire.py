@@ -2,8 +2,8 @@
 
 Pure: no I/O, no clock. Every adapter's peer speaks JSON text frames (audio inside as
 base64), and every adapter must refuse the same hostile input the same way: a binary
-frame where text was expected, text that is not JSON (or nests deep enough to blow the
-parser's recursion limit), JSON that is not an object, an object without its kind field,
+frame where text was expected, text that is not JSON (orjson's reading of RFC 8259: no
+NaN, Infinity or lone surrogates, nesting to 1,024 levels), JSON that is not an object, an object without its kind field,
 base64 that is not strict RFC 4648 §4. Each of those raises ``error`` (a
 ``ProviderProtocolError`` subclass chosen by the caller), never anything else.
 
