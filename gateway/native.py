@@ -20,9 +20,10 @@ file times: installing a wheel gives its files arbitrary times.
 
 What is not here, and why: classes that tests or other adapters subclass from
 interpreted code (``providers.base.AgentSession``, the ``providers.errors`` tree),
-modules with async generators (``media.pull``, which mypyc cannot compile), and the SIP
-signalling core (per call, not per frame; ``ingress.sip.call``, the leg the bridge
-plays every frame through, is compiled).
+modules with async generators (``media.pull``, which mypyc cannot compile), the
+subclass of picows' Cython ``WSListener`` (``providers.ws_listener``: a compiled class
+cannot extend an extension type), and the SIP signalling core (per call, not per frame;
+``ingress.sip.call``, the leg the bridge plays every frame through, is compiled).
 """
 
 from __future__ import annotations

@@ -1,24 +1,23 @@
 """``AgentSocket``: one WebSocket to an agent, driven in the event loop's own callbacks.
 
-websockets' asyncio client wraps every connection in tasks, a message assembler, a queue
-and a send lock; at 100 messages a second per call that machinery was about 18 % of the
-gateway's CPU in the benchmark (docs/performance.md). The protocol itself stays the
-library's: ``websockets.client.ClientProtocol`` is its sans-I/O implementation of RFC 6455
-(opening handshake, framing, masking, UTF-8 and size limits, ping/pong replies, the
-closing handshake). This module is only the I/O around it, as the library documents for
-sans-I/O integrations: bytes read are fed to the protocol in ``data_received``, whole
-messages wait in a deque for ``recv``, and ``write`` puts a frame on the transport at
-once. ``send`` is ``write`` plus waiting while the transport is paused (flow control).
+The protocol is a library's: picows (Cython) runs the opening handshake and parses,
+masks and frames RFC 6455 in C, and calls ``on_ws_frame`` once per frame from the
+transport's read callback. Before it, websockets' sans-I/O parser was the largest
+interpreted part of a frame's path (docs/performance.md: about a quarter of the
+gateway's instructions per frame pair). This module is the part picows leaves to its
+user: assembling fragmented messages, the message size limit, UTF-8 validation of text,
+answering the peer's close, keep-alive, flow control and a queue for ``recv``.
 
-Behaviour kept from the asyncio client, because the adapters rely on it: ``recv`` hands
-out every message that arrived, then raises ``ConnectionClosed`` (OK for 1000/1001)
-once the TCP connection is gone, with ``close_code`` / ``close_reason`` as the peer sent
-them (1006 when it sent no close frame); ``close`` runs the closing handshake, bounded by
+Behaviour kept from websockets' asyncio client, because the adapters rely on it:
+``recv`` hands out every message that arrived, then raises websockets'
+``ConnectionClosed`` (``ConnectionClosedOK`` for 1000/1001 both ways) once the TCP
+connection is gone, with ``close_code`` / ``close_reason`` as the peer sent them (1006
+when it sent no close frame); ``close`` runs the closing handshake, bounded by
 ``close_timeout``; keep-alive pings go out every ``ping_interval`` and a missing pong
 fails the connection with 1011. Reading pauses while ``max_queue`` messages wait.
 
 Once the session has a listener, ``set_handler`` hands each message to the adapter in
-``data_received`` itself: no queue and no task wake-up between the socket and the bridge.
+``on_ws_frame`` itself: no queue and no task wake-up between the socket and the bridge.
 """
 
 from __future__ import annotations
@@ -29,20 +28,14 @@ import logging
 import os
 import ssl
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
-from typing import cast
+from collections.abc import Callable, Mapping
+from typing import Any
 
-from websockets.client import ClientProtocol
-from websockets.exceptions import (
-    ConnectionClosed,
-    ConnectionClosedError,
-    InvalidMessage,
-)
-from websockets.frames import CloseCode, Frame, Opcode
-from websockets.http11 import Response
-from websockets.protocol import SEND_EOF, State
-from websockets.typing import Subprotocol
-from websockets.uri import parse_uri
+from picows import WSCloseCode, WSMsgType, WSTransport, ws_connect
+from websockets.exceptions import ConnectionClosed, ConnectionClosedError, ConnectionClosedOK
+from websockets.frames import Close
+
+from providers.ws_listener import ForwardingListener
 
 __all__ = ["AgentSocket", "open_agent_socket"]
 
@@ -51,32 +44,42 @@ logger = logging.getLogger(__name__)
 Message = str | bytes
 Handler = Callable[[Message], None]
 
+# RFC 6455 §7.4.1: the codes of a normal end ("going away" included).
+_OK_CODES = (1000, 1001)
+_TEXT = WSMsgType.TEXT
+_BINARY = WSMsgType.BINARY
 
-class AgentSocket(asyncio.Protocol):
-    """A client WebSocket; see the module docstring. Made by :func:`open_agent_socket`."""
+
+class AgentSocket:
+    """A client WebSocket; see the module docstring. Made by :func:`open_agent_socket`.
+
+    picows calls its ``on_ws_*`` and ``*_writing`` methods through a
+    ``ForwardingListener`` (providers/ws_listener.py says why)."""
 
     def __init__(
         self,
-        protocol: ClientProtocol,
         *,
+        max_size: int,
         ping_interval: float | None,
         ping_timeout: float | None,
         close_timeout: float,
         max_queue: int,
     ) -> None:
-        self.protocol = protocol
+        self.max_size = max_size
         self.ping_interval = ping_interval
         self.ping_timeout = ping_timeout
         self.close_timeout = close_timeout
         self.max_queue = max_queue
         self._loop = asyncio.get_running_loop()
-        self._transport: asyncio.Transport | None = None
-        self._opened: asyncio.Future[None] = self._loop.create_future()
+        self._transport: WSTransport | None = None
         self._lost: asyncio.Future[None] = self._loop.create_future()
+        self._closing = False  # a close frame went out or came in
+        self._failed = False  # we or picows failed the connection: discard what arrives
         self._messages: deque[Message] = deque()
         self._handler: Handler | None = None
         self._waiter: asyncio.Future[None] | None = None
         self._fragments: list[bytes] = []
+        self._fragments_size = 0
         self._fragment_text = False
         self._reading_paused = False
         self._paused = False
@@ -89,24 +92,30 @@ class AgentSocket(asyncio.Protocol):
     # --- what the adapters use ---
 
     @property
-    def subprotocol(self) -> Subprotocol | None:
-        """The subprotocol the server chose, if any."""
-        return self.protocol.subprotocol
-
-    @property
     def close_code(self) -> int | None:
         """The peer's close code once the connection is closed (1006: none was sent)."""
-        return self.protocol.close_code
+        if not self._lost.done():
+            return None
+        rcvd = self._close_frames()[0]
+        return rcvd.code if rcvd is not None else 1006
 
     @property
     def close_reason(self) -> str | None:
         """The peer's close reason once the connection is closed."""
-        return self.protocol.close_reason
+        if not self._lost.done():
+            return None
+        rcvd = self._close_frames()[0]
+        return rcvd.reason if rcvd is not None else ""
+
+    @property
+    def close_exc(self) -> ConnectionClosed:
+        """How the connection ended, as ``recv`` raises it once the socket is gone."""
+        return self._closed_error()
 
     @property
     def open(self) -> bool:
         """True until the closing handshake begins (``write`` raises from then on)."""
-        return self.protocol.state is State.OPEN
+        return not self._closing and not self._lost.done()
 
     @property
     def congested(self) -> bool:
@@ -119,7 +128,7 @@ class AgentSocket(asyncio.Protocol):
         return self._lost
 
     def set_handler(self, handler: Handler | None) -> None:
-        """Hand every message to ``handler`` as it is parsed, in ``data_received``.
+        """Hand every message to ``handler`` as it is parsed, in ``on_ws_frame``.
 
         The messages waiting for ``recv`` go to it first, in order. ``None`` goes back to
         queueing for ``recv`` (after a handler failed, say). A handler must not raise:
@@ -135,7 +144,7 @@ class AgentSocket(asyncio.Protocol):
         """The next message; ``ConnectionClosed`` once none is left and the socket is gone."""
         while not self._messages:
             if self._lost.done():
-                raise self.protocol.close_exc
+                raise self._closed_error()
             waiter = self._loop.create_future()
             self._waiter = waiter
             try:
@@ -151,13 +160,13 @@ class AgentSocket(asyncio.Protocol):
         """Put ``message`` on the wire now (text for ``str``); never waits.
 
         Raises ``ConnectionClosed`` once the closing handshake has begun."""
-        if self.protocol.state is not State.OPEN:
+        transport = self._transport
+        if transport is None or self._closing or self._lost.done():
             raise self._closed_error()
         if isinstance(message, str):
-            self.protocol.send_text(message.encode())
+            transport.send(_TEXT, message.encode())
         else:
-            self.protocol.send_binary(message)
-        self._flush()
+            transport.send(_BINARY, message)
 
     async def send(self, message: Message) -> None:
         """``write``, then wait while the transport is paused."""
@@ -167,15 +176,14 @@ class AgentSocket(asyncio.Protocol):
                 self._drained = self._loop.create_future()
             await asyncio.shield(self._drained)
 
-    async def close(self, code: int = CloseCode.NORMAL_CLOSURE, reason: str = "") -> None:
+    async def close(self, code: int = 1000, reason: str = "") -> None:
         """Run the closing handshake (at most ``close_timeout``), then drop the connection."""
-        if self.protocol.state is State.OPEN:
-            self.protocol.send_close(code, reason)
-            self._flush()
-        elif self.protocol.state is State.CONNECTING:
-            self.protocol.fail(CloseCode.ABNORMAL_CLOSURE)
-        if self._lost.done():
+        transport = self._transport
+        if transport is None or self._lost.done():
             return
+        if not self._closing:
+            self._closing = True
+            transport.send_close(WSCloseCode(code), reason.encode())
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(self.close_timeout):
                 await asyncio.shield(self._lost)
@@ -183,47 +191,73 @@ class AgentSocket(asyncio.Protocol):
             return
         # The peer did not close in time. Not awaited in an `except` block: see
         # gateway.bridge.CallBridge.run (mypyc).
-        if self._transport is not None:
-            self._transport.abort()
+        transport.disconnect(graceful=False)
         await asyncio.shield(self._lost)
 
-    # --- asyncio.Protocol ---
+    # --- what picows calls (through ForwardingListener) ---
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        # A stream transport (uvloop's does not derive from asyncio.Transport).
-        self._transport = cast(asyncio.Transport, transport)
-        self._flush()  # the handshake request queued by open_agent_socket
+    def on_ws_connected(self, transport: WSTransport) -> None:
+        self._transport = transport
+        if self.ping_interval:
+            self._ping_timer = self._loop.call_later(self.ping_interval, self._send_ping)
 
-    def data_received(self, data: bytes) -> None:
-        self.protocol.receive_data(data)
-        events = self.protocol.events_received()
-        self._flush()  # pong replies, the close echo
-        for event in events:
-            if isinstance(event, Frame):
-                self._frame(event)
-            elif isinstance(event, Response):
-                self._handshake_answered()
-        if len(self._messages) >= self.max_queue and not self._reading_paused:
-            self._reading_paused = True
-            assert self._transport is not None
-            self._transport.pause_reading()
+    def on_ws_frame(self, transport: WSTransport, frame: Any) -> None:
+        # ``frame`` is a ``WSFrame``, typed ``Any`` on purpose: picows' stubs say ``fin``
+        # is a bool and a close frame's message bytes, but at run time they are an int
+        # and ``None`` when absent, and mypyc would check the declared types.
+        # The frame points into picows' read buffer: copy what is kept before returning.
+        if self._failed or frame.payload_size > self.max_size:
+            # The connection failed (RFC 6455 §7.1.7): discard what follows. picows fails
+            # it with 1009 as soon as an oversized frame's header arrives, but goes on
+            # parsing, and would deliver the frame once its payload is in.
+            self._failed = True
+            return
+        kind = frame.msg_type
+        if kind in (_TEXT, _BINARY):
+            if frame.fin:
+                self._deliver(frame.get_payload_as_bytes(), kind == _TEXT)
+            else:
+                self._fragments = [frame.get_payload_as_bytes()]
+                self._fragments_size = frame.payload_size
+                self._fragment_text = kind == _TEXT
+        elif kind == WSMsgType.CONTINUATION:
+            self._fragments_size += frame.payload_size
+            if self._fragments_size > self.max_size:
+                # What picows' own limit does for one frame, for the whole message.
+                self._fail(WSCloseCode.MESSAGE_TOO_BIG, b"message too big")
+                return
+            self._fragments.append(frame.get_payload_as_bytes())
+            if frame.fin:
+                data, self._fragments = b"".join(self._fragments), []
+                self._deliver(data, self._fragment_text)
+        elif kind == WSMsgType.CLOSE:
+            # RFC 6455 §5.5.1: answer with a close of our own (the peer's code, as
+            # websockets does), then wait for the server to close TCP (§7.1.1), and do it
+            # ourselves after close_timeout.
+            if not self._closing:
+                self._closing = True
+                transport.send_close(frame.get_close_code(), frame.get_close_message() or b"")
+            if self._abort_timer is None:
+                self._abort_timer = self._loop.call_later(
+                    self.close_timeout, transport.disconnect, False
+                )
+        elif (
+            kind == WSMsgType.PONG
+            and self._ping is not None
+            and frame.get_payload_as_bytes() == self._ping
+        ):
+            self._ping = None
+        # PING: picows answers it (enable_auto_pong).
 
-    def eof_received(self) -> bool | None:
-        self.protocol.receive_eof()
-        self._flush()
-        return None  # the transport closes; connection_lost follows
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.protocol.receive_eof()  # idempotent: the protocol is CLOSED from here on
-        self.protocol.state = State.CLOSED
+    def on_ws_disconnected(self, transport: WSTransport) -> None:
+        self._transport = transport
+        # When picows failed the connection, it keeps the reason as the exception of
+        # wait_disconnected(); nobody else awaits it, so take it here (the close frames
+        # already tell the session what happened) instead of leaving asyncio to log it.
+        asyncio.ensure_future(transport.wait_disconnected()).add_done_callback(_retrieved)
         for timer in (self._ping_timer, self._abort_timer):
             if timer is not None:
                 timer.cancel()
-        if not self._opened.done():
-            self._opened.set_exception(
-                InvalidMessage("the connection closed during the opening handshake")
-            )
-            self._opened.exception()  # retrieved here; open_agent_socket re-raises it
         if not self._lost.done():
             self._lost.set_result(None)
         self._wake()
@@ -237,55 +271,50 @@ class AgentSocket(asyncio.Protocol):
 
     # --- internals ---
 
-    def _closed_error(self) -> ConnectionClosed:
-        if self.protocol.state is State.CLOSED:
-            return self.protocol.close_exc
-        return ConnectionClosedError(self.protocol.close_rcvd, self.protocol.close_sent)
+    def _close_frames(self) -> tuple[Close | None, Close | None, bool | None]:
+        """The close frames received and sent, as websockets' exceptions carry them."""
+        # ``Any``: as for frames, picows' stubs type a missing reason as ``str``; it is None.
+        handshake: Any = self._transport.close_handshake if self._transport is not None else None
+        if handshake is None:
+            return None, None, None
+        rcvd = handshake.recv
+        sent = handshake.sent
+        if rcvd is None or sent is None:
+            # websockets: the order is known only when both frames went.
+            return (
+                Close(rcvd.code.value, rcvd.reason or "") if rcvd is not None else None,
+                Close(sent.code.value, sent.reason or "") if sent is not None else None,
+                None,
+            )
+        return (
+            Close(rcvd.code.value, rcvd.reason or ""),
+            Close(sent.code.value, sent.reason or ""),
+            bool(handshake.recv_then_sent),
+        )
 
-    def _flush(self) -> None:
+    def _closed_error(self) -> ConnectionClosed:
+        rcvd, sent, rcvd_then_sent = self._close_frames()
+        if (
+            self._lost.done()
+            and rcvd is not None
+            and sent is not None
+            and rcvd.code in _OK_CODES
+            and sent.code in _OK_CODES
+        ):
+            return ConnectionClosedOK(rcvd, sent, rcvd_then_sent)
+        return ConnectionClosedError(rcvd, sent, rcvd_then_sent)
+
+    def _fail(self, code: WSCloseCode, reason: bytes) -> None:
+        """RFC 6455 §7.1.7: send a close frame, then close the TCP connection."""
         transport = self._transport
+        self._fragments = []
+        self._failed = True
         if transport is None:
             return
-        for data in self.protocol.data_to_send():
-            if data == SEND_EOF:
-                if transport.can_write_eof():
-                    transport.write_eof()
-            else:
-                transport.write(data)
-        if self.protocol.close_expected() and self._abort_timer is None:
-            # RFC 6455 §7.1.1: the server closes TCP first; do it ourselves if it does not.
-            self._abort_timer = self._loop.call_later(self.close_timeout, transport.abort)
-
-    def _handshake_answered(self) -> None:
-        if self._opened.done():
-            return
-        error = self.protocol.handshake_exc
-        if error is not None:
-            self._opened.set_exception(error)
-            self._opened.exception()
-            return
-        self._opened.set_result(None)
-        if self.ping_interval:
-            self._ping_timer = self._loop.call_later(self.ping_interval, self._send_ping)
-
-    def _frame(self, frame: Frame) -> None:
-        opcode = frame.opcode
-        # Frames parsed from the network carry bytes (the type also admits buffers).
-        data = frame.data if isinstance(frame.data, bytes) else bytes(frame.data)
-        if opcode is Opcode.TEXT or opcode is Opcode.BINARY:
-            if frame.fin:
-                self._deliver(data, opcode is Opcode.TEXT)
-            else:
-                self._fragments = [data]
-                self._fragment_text = opcode is Opcode.TEXT
-        elif opcode is Opcode.CONT:
-            self._fragments.append(data)
-            if frame.fin:
-                data, self._fragments = b"".join(self._fragments), []
-                self._deliver(data, self._fragment_text)
-        elif opcode is Opcode.PONG and self._ping is not None and data == self._ping:
-            self._ping = None
-        # PING: the protocol queued the pong (flushed above); CLOSE: it echoed the close.
+        if not self._closing:
+            self._closing = True
+            transport.send_close(code, reason)
+        transport.disconnect()
 
     def _deliver(self, data: bytes, text: bool) -> None:
         if text:
@@ -293,8 +322,7 @@ class AgentSocket(asyncio.Protocol):
                 message: Message = data.decode()
             except UnicodeDecodeError:
                 # RFC 6455 §8.1: invalid UTF-8 in a text message fails the connection.
-                self.protocol.fail(CloseCode.INVALID_DATA, "invalid UTF-8")
-                self._flush()
+                self._fail(WSCloseCode.INVALID_TEXT, b"invalid UTF-8")
                 return
         else:
             message = data
@@ -303,12 +331,16 @@ class AgentSocket(asyncio.Protocol):
             return
         self._messages.append(message)
         self._wake()
+        if len(self._messages) >= self.max_queue and not self._reading_paused:
+            self._reading_paused = True
+            if self._transport is not None:
+                self._transport.underlying_transport.pause_reading()
 
     def _resume_reading(self) -> None:
         if self._reading_paused:
             self._reading_paused = False
             if self._transport is not None and not self._lost.done():
-                self._transport.resume_reading()
+                self._transport.underlying_transport.resume_reading()
 
     def _wake(self) -> None:
         waiter = self._waiter
@@ -323,40 +355,44 @@ class AgentSocket(asyncio.Protocol):
 
     def _send_ping(self) -> None:
         self._ping_timer = None
-        if self.protocol.state is not State.OPEN:
+        transport = self._transport
+        if transport is None or not self.open:
             return
         self._ping = os.urandom(4)
         self._ping_sent_at = self._loop.time()
-        self.protocol.send_ping(self._ping)
-        self._flush()
+        transport.send_ping(self._ping)
         timeout = self.ping_timeout or self.ping_interval or 0.0
         self._ping_timer = self._loop.call_later(timeout, self._check_pong)
 
     def _check_pong(self) -> None:
         self._ping_timer = None
-        if self.protocol.state is not State.OPEN:
+        transport = self._transport
+        if transport is None or not self.open:
             return
         if self._ping is not None:
-            # No pong within ping_timeout: the peer or the path is gone (1011, as the
-            # asyncio client does).
+            # No pong within ping_timeout: the peer or the path is gone (1011, as
+            # websockets' asyncio client does); no closing handshake with a dead peer.
             logger.info("agent socket: no pong within %.0f s, failing it", self.ping_timeout or 0)
-            self.protocol.fail(CloseCode.INTERNAL_ERROR, "keepalive ping timeout")
-            self._flush()
-            if self._transport is not None:
-                self._transport.abort()
+            self._closing = True
+            transport.send_close(WSCloseCode.INTERNAL_ERROR, b"keepalive ping timeout")
+            transport.disconnect(graceful=False)
             return
         interval = self.ping_interval or 0.0
         delay = max(0.0, interval - (self._loop.time() - self._ping_sent_at))
         self._ping_timer = self._loop.call_later(delay, self._send_ping)
 
 
+def _retrieved(done: asyncio.Future[None]) -> None:
+    if not done.cancelled():
+        done.exception()
+
+
 async def open_agent_socket(
     url: str,
     *,
     headers: Mapping[str, str] | None = None,
-    subprotocols: Sequence[str] | None = None,
     user_agent: str = "Telepath",
-    max_size: int | None = 2**20,
+    max_size: int = 2**20,
     max_queue: int = 64,
     ping_interval: float | None = 20.0,
     ping_timeout: float | None = 20.0,
@@ -364,42 +400,37 @@ async def open_agent_socket(
 ) -> AgentSocket:
     """Connect to ``url`` (``ws://`` or ``wss://``) and run the opening handshake.
 
-    No overall timeout here: the caller bounds the whole open. Raises ``InvalidURI``,
-    ``OSError`` (cannot connect), ``InvalidStatus`` (the server answered another HTTP
-    status; ``.response`` has it) or another ``InvalidHandshake``.
+    No overall timeout here: the caller bounds the whole open. Raises picows'
+    ``WSInvalidURL``, ``OSError`` (cannot connect), ``WSInvalidStatusError`` (the server
+    answered another HTTP status; ``.response`` has it, ``.raw_body`` its body) or
+    another ``WSHandshakeError``. Redirects are not followed: a provider that moved is a
+    configuration to fix, not something to follow with the customer's key.
     """
-    uri = parse_uri(url)
-    protocol = ClientProtocol(
-        uri,
-        subprotocols=[Subprotocol(p) for p in subprotocols] if subprotocols else None,
-        max_size=max_size,  # no extensions offered: audio does not compress
+    extra = dict(headers or {})
+    extra["User-Agent"] = user_agent
+    secure = url.lower().startswith("wss:")
+    socket = AgentSocket(
+        max_size=max_size,
+        ping_interval=ping_interval,
+        ping_timeout=ping_timeout,
+        close_timeout=close_timeout,
+        max_queue=max_queue,
     )
-    request = protocol.connect()
-    for name, value in (headers or {}).items():
-        request.headers[name] = value
-    request.headers["User-Agent"] = user_agent
-    protocol.send_request(request)
-    loop = asyncio.get_running_loop()
-    context = ssl.create_default_context() if uri.secure else None
-    _, socket = await loop.create_connection(
-        lambda: AgentSocket(
-            protocol,
-            ping_interval=ping_interval,
-            ping_timeout=ping_timeout,
-            close_timeout=close_timeout,
-            max_queue=max_queue,
-        ),
-        uri.host,
-        uri.port,
-        ssl=context,
-        server_hostname=uri.host if context is not None else None,
+    await ws_connect(
+        lambda: ForwardingListener(socket),
+        url,
+        ssl_context=ssl.create_default_context() if secure else None,
+        # An adapter's handler must not raise (set_handler); if one does, picows logs it
+        # and fails the connection with 1011, which the session reports.
+        disconnect_on_exception=True,
+        websocket_handshake_timeout=None,  # the caller bounds the whole open
+        enable_auto_ping=False,  # our own keep-alive: its failure reads 1011 as before
+        enable_auto_pong=True,
+        max_frame_size=max_size,
+        extra_headers=extra,
+        max_redirects=0,
+        logger_name=logger,
     )
-    try:
-        await asyncio.shield(socket._opened)
-    except BaseException:
-        if socket._transport is not None:
-            socket._transport.abort()
-        raise
     # The handshake succeeded; the peer may already have sent messages, or even closed
     # (they arrived with its answer): recv() hands them out, then raises.
     return socket

@@ -10,7 +10,7 @@ import asyncio
 import logging
 from collections.abc import Mapping
 
-from websockets.exceptions import InvalidHandshake, InvalidStatus, InvalidURI
+from picows import WSHandshakeError, WSInvalidStatusError, WSInvalidURL
 
 from providers.agent_socket import AgentSocket, open_agent_socket
 from providers.base import (
@@ -57,7 +57,6 @@ async def connect_agent(
     headers: Mapping[str, str] | None = None,
     connect_timeout: float = 5.0,
     ping_interval: float | None = 20.0,
-    subprotocols: list[str] | None = None,
 ) -> AgentSocket:
     """Open the WebSocket to an agent within ``connect_timeout`` seconds.
 
@@ -71,24 +70,23 @@ async def connect_agent(
             return await open_agent_socket(
                 url,
                 headers=headers,
-                subprotocols=subprotocols,
                 max_size=MAX_MESSAGE_BYTES,
                 max_queue=64,
                 ping_interval=ping_interval,
                 ping_timeout=ping_interval,
                 close_timeout=2,
             )
-    except InvalidStatus as exc:
-        status = exc.response.status_code
-        body = exc.response.body.decode("utf-8", "replace") if exc.response.body else ""
+    except WSInvalidStatusError as exc:
+        status = int(exc.response.status) if exc.response is not None else 0
+        body = exc.raw_body.decode("utf-8", "replace") if exc.raw_body else ""
         raise error_for_status(provider, status, body) from exc
-    except InvalidURI as exc:
+    except WSInvalidURL as exc:
         raise ProviderConfigError(f"{provider} endpoint URL is invalid: {url!r}") from exc
     except TimeoutError as exc:
         raise ProviderConnectError(
             f"{provider} did not answer within {connect_timeout:g} s"
         ) from exc
-    except InvalidHandshake as exc:
+    except WSHandshakeError as exc:
         raise ProviderConnectError(f"{provider} WebSocket handshake failed: {exc}") from exc
     except OSError as exc:
         raise ProviderConnectError(

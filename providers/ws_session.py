@@ -434,7 +434,7 @@ class WebSocketAgentSession(AgentSession):
             await asyncio.wait((failure, ws.lost), return_when=asyncio.FIRST_COMPLETED)
             if self._failed is not None:
                 raise self._failed
-            raise ws.protocol.close_exc  # the connection is gone: how it ended
+            raise ws.close_exc  # the connection is gone: how it ended
         except ConnectionClosed as closed:
             if self._state is not _State.OPEN:
                 return  # close() ran: it ends the event stream itself

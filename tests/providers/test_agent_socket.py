@@ -17,8 +17,9 @@ from typing import Any
 
 import pytest
 import uvloop
+from picows import WSInvalidStatusError
 from websockets.asyncio.server import ServerConnection, serve
-from websockets.exceptions import ConnectionClosedError, ConnectionClosedOK, InvalidStatus
+from websockets.exceptions import ConnectionClosedError, ConnectionClosedOK
 from websockets.http11 import Request, Response
 
 from providers.agent_socket import AgentSocket, open_agent_socket
@@ -135,9 +136,11 @@ async def test_a_refused_handshake_carries_the_status() -> None:
         raise AssertionError("not reached")
 
     async with websockets_server(handler, process_request=refuse) as url:
-        with pytest.raises(InvalidStatus) as refused:
+        with pytest.raises(WSInvalidStatusError) as refused:
             await connect(url)
-    assert refused.value.response.status_code == 401
+    assert refused.value.response is not None
+    assert refused.value.response.status == 401
+    assert refused.value.raw_body == b"no key\n"
 
 
 async def test_closing_tells_the_peer_why() -> None:
@@ -193,14 +196,61 @@ async def test_invalid_utf8_in_a_text_message_fails_the_connection_with_1007() -
 
     async with raw_server(bad_text) as url:
         ws = await connect(url, ping_interval=None, close_timeout=0.3)
-        reply = await asyncio.wait_for(got, 5)
-        # A masked close frame (0x88) whose code, once unmasked, is 1007.
-        assert reply[0] == 0x88 and reply[1] & 0x80
-        mask, payload = reply[2:6], reply[6 : 6 + (reply[1] & 0x7F)]
-        code = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))[:2]
-        assert int.from_bytes(code, "big") == 1007
+        assert client_close(await asyncio.wait_for(got, 5))[0] == 1007
         with pytest.raises(ConnectionClosedError):
             await asyncio.wait_for(ws.recv(), 5)
+
+
+def client_close(reply: bytes) -> tuple[int, bytes]:
+    """The code and reason of the masked close frame (0x88) a client sent."""
+    assert reply[0] == 0x88 and reply[1] & 0x80, reply
+    mask, payload = reply[2:6], reply[6 : 6 + (reply[1] & 0x7F)]
+    unmasked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+    return int.from_bytes(unmasked[:2], "big"), unmasked[2:]
+
+
+@pytest.mark.parametrize(
+    "frames",
+    [
+        b"\x82\x7e\x04\x4c" + b"\x00" * 1100,  # one binary frame of 1,100 bytes
+        # A text message in two frames of 600 bytes each: each fits, the message not.
+        b"\x01\x7e\x02\x58" + b"a" * 600 + b"\x80\x7e\x02\x58" + b"b" * 600,
+    ],
+    ids=["one-frame", "fragmented"],
+)
+async def test_a_message_over_max_size_fails_the_connection_with_1009(frames: bytes) -> None:
+    got: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+
+    async def big(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(frames)
+        await writer.drain()
+        got.set_result(await reader.read(64))
+
+    async with raw_server(big) as url:
+        ws = await connect(url, ping_interval=None, close_timeout=0.3, max_size=1000)
+        assert client_close(await asyncio.wait_for(got, 5))[0] == 1009
+        with pytest.raises(ConnectionClosedError) as closed:
+            await asyncio.wait_for(ws.recv(), 5)
+    # What custom_ws's session reads to tell "we refused an oversized message".
+    assert closed.value.sent is not None and closed.value.sent.code == 1009
+    assert closed.value.rcvd is None
+
+
+async def test_the_peers_close_is_answered_with_its_code() -> None:
+    """RFC 6455 §5.5.1: a close frame is answered with one; the server then ends TCP."""
+    got: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+
+    async def closing(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"\x88\x05\x03\xe9bye")  # close 1001 "bye", unmasked (server)
+        await writer.drain()
+        got.set_result(await reader.read(64))
+
+    async with raw_server(closing) as url:
+        ws = await connect(url, ping_interval=None, close_timeout=2)
+        assert client_close(await asyncio.wait_for(got, 5)) == (1001, b"bye")
+        with pytest.raises(ConnectionClosedOK):  # 1001 both ways: a normal end
+            await asyncio.wait_for(ws.recv(), 5)
+        assert (ws.close_code, ws.close_reason) == (1001, "bye")
 
 
 async def test_send_waits_while_the_peer_does_not_read() -> None:
