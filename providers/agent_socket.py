@@ -44,8 +44,9 @@ logger = logging.getLogger(__name__)
 Message = str | bytes
 Handler = Callable[[Message], None]
 
-# RFC 6455 §7.4.1: the codes of a normal end ("going away" included).
-_OK_CODES = (1000, 1001)
+# The codes of a normal end, as websockets counts them: 1000, "going away" (1001) and
+# "no status received" (1005, RFC 6455 §7.1.5: a close frame without a code).
+_OK_CODES = (1000, 1001, 1005)
 _TEXT = WSMsgType.TEXT
 _BINARY = WSMsgType.BINARY
 
@@ -214,13 +215,19 @@ class AgentSocket:
             return
         kind = frame.msg_type
         if kind in (_TEXT, _BINARY):
-            if frame.fin:
+            if self._fragments:
+                # RFC 6455 §5.4: a new message before the fragmented one ended.
+                self._fail(WSCloseCode.PROTOCOL_ERROR, b"expected a continuation frame")
+            elif frame.fin:
                 self._deliver(frame.get_payload_as_bytes(), kind == _TEXT)
             else:
                 self._fragments = [frame.get_payload_as_bytes()]
                 self._fragments_size = frame.payload_size
                 self._fragment_text = kind == _TEXT
         elif kind == WSMsgType.CONTINUATION:
+            if not self._fragments:
+                self._fail(WSCloseCode.PROTOCOL_ERROR, b"continuation of no message")
+                return
             self._fragments_size += frame.payload_size
             if self._fragments_size > self.max_size:
                 # What picows' own limit does for one frame, for the whole message.
@@ -233,10 +240,15 @@ class AgentSocket:
         elif kind == WSMsgType.CLOSE:
             # RFC 6455 §5.5.1: answer with a close of our own (the peer's code, as
             # websockets does), then wait for the server to close TCP (§7.1.1), and do it
-            # ourselves after close_timeout.
+            # ourselves after close_timeout. A close without a code is answered 1000:
+            # picows would put its "no code" (0) on the wire, which §7.4.1 forbids.
             if not self._closing:
                 self._closing = True
-                transport.send_close(frame.get_close_code(), frame.get_close_message() or b"")
+                code = frame.get_close_code()
+                if code == WSCloseCode.NO_INFO:
+                    transport.send_close(WSCloseCode.OK)
+                else:
+                    transport.send_close(code, frame.get_close_message() or b"")
             if self._abort_timer is None:
                 self._abort_timer = self._loop.call_later(
                     self.close_timeout, transport.disconnect, False
@@ -277,20 +289,10 @@ class AgentSocket:
         handshake: Any = self._transport.close_handshake if self._transport is not None else None
         if handshake is None:
             return None, None, None
-        rcvd = handshake.recv
-        sent = handshake.sent
-        if rcvd is None or sent is None:
-            # websockets: the order is known only when both frames went.
-            return (
-                Close(rcvd.code.value, rcvd.reason or "") if rcvd is not None else None,
-                Close(sent.code.value, sent.reason or "") if sent is not None else None,
-                None,
-            )
-        return (
-            Close(rcvd.code.value, rcvd.reason or ""),
-            Close(sent.code.value, sent.reason or ""),
-            bool(handshake.recv_then_sent),
-        )
+        rcvd, sent = _close(handshake.recv), _close(handshake.sent)
+        # websockets: the order is known only when both frames went.
+        order = bool(handshake.recv_then_sent) if rcvd is not None and sent is not None else None
+        return rcvd, sent, order
 
     def _closed_error(self) -> ConnectionClosed:
         rcvd, sent, rcvd_then_sent = self._close_frames()
@@ -380,6 +382,15 @@ class AgentSocket:
         interval = self.ping_interval or 0.0
         delay = max(0.0, interval - (self._loop.time() - self._ping_sent_at))
         self._ping_timer = self._loop.call_later(delay, self._send_ping)
+
+
+def _close(info: Any) -> Close | None:
+    """picows' record of a close frame as websockets' ``Close``. A frame without a code
+    reads 1005, "no status received" (RFC 6455 §7.1.5), as websockets has it."""
+    if info is None:
+        return None
+    code = info.code.value
+    return Close(code if code != WSCloseCode.NO_INFO.value else 1005, info.reason or "")
 
 
 def _retrieved(done: asyncio.Future[None]) -> None:

@@ -236,6 +236,47 @@ async def test_a_message_over_max_size_fails_the_connection_with_1009(frames: by
     assert closed.value.rcvd is None
 
 
+async def test_a_close_without_a_code_is_answered_1000_and_reads_1005() -> None:
+    """RFC 6455 §7.1.5: no code received is 1005; §7.4.1: 0 may not go on the wire."""
+    got: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+
+    async def closing(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"\x88\x00")  # close, no payload
+        await writer.drain()
+        got.set_result(await reader.read(64))
+
+    async with raw_server(closing) as url:
+        ws = await connect(url, ping_interval=None, close_timeout=2)
+        assert client_close(await asyncio.wait_for(got, 5)) == (1000, b"")
+        with pytest.raises(ConnectionClosedOK):  # websockets counts 1005 as a normal end
+            await asyncio.wait_for(ws.recv(), 5)
+        assert (ws.close_code, ws.close_reason) == (1005, "")
+
+
+@pytest.mark.parametrize(
+    "frames",
+    [
+        b"\x80\x02ab",  # a continuation of no message
+        b"\x01\x02ab\x81\x02cd",  # a new text message before the fragmented one ended
+    ],
+    ids=["orphan-continuation", "interleaved"],
+)
+async def test_broken_fragmentation_fails_the_connection_with_1002(frames: bytes) -> None:
+    """RFC 6455 §5.4, which picows leaves to its user: nothing of it is delivered."""
+    got: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+
+    async def broken(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(frames)
+        await writer.drain()
+        got.set_result(await reader.read(64))
+
+    async with raw_server(broken) as url:
+        ws = await connect(url, ping_interval=None, close_timeout=0.3)
+        assert client_close(await asyncio.wait_for(got, 5))[0] == 1002
+        with pytest.raises(ConnectionClosedError):
+            await asyncio.wait_for(ws.recv(), 5)
+
+
 async def test_the_peers_close_is_answered_with_its_code() -> None:
     """RFC 6455 §5.5.1: a close frame is answered with one; the server then ends TCP."""
     got: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
