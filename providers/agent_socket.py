@@ -79,8 +79,9 @@ class AgentSocket:
         self._messages: deque[Message] = deque()
         self._handler: Handler | None = None
         self._waiter: asyncio.Future[None] | None = None
-        self._fragments: list[bytes] = []
-        self._fragments_size = 0
+        # A fragmented message so far (None: none under way). One buffer, not a list of
+        # frames: a message in a million one-byte frames costs max_size, no more.
+        self._fragments: bytearray | None = None
         self._fragment_text = False
         self._reading_paused = False
         self._paused = False
@@ -215,28 +216,27 @@ class AgentSocket:
             return
         kind = frame.msg_type
         if kind in (_TEXT, _BINARY):
-            if self._fragments:
+            if self._fragments is not None:
                 # RFC 6455 §5.4: a new message before the fragmented one ended.
                 self._fail(WSCloseCode.PROTOCOL_ERROR, b"expected a continuation frame")
             elif frame.fin:
                 self._deliver(frame.get_payload_as_bytes(), kind == _TEXT)
             else:
-                self._fragments = [frame.get_payload_as_bytes()]
-                self._fragments_size = frame.payload_size
+                self._fragments = bytearray(frame.get_payload_as_memoryview())
                 self._fragment_text = kind == _TEXT
         elif kind == WSMsgType.CONTINUATION:
-            if not self._fragments:
+            fragments = self._fragments
+            if fragments is None:
                 self._fail(WSCloseCode.PROTOCOL_ERROR, b"continuation of no message")
                 return
-            self._fragments_size += frame.payload_size
-            if self._fragments_size > self.max_size:
+            if len(fragments) + frame.payload_size > self.max_size:
                 # What picows' own limit does for one frame, for the whole message.
                 self._fail(WSCloseCode.MESSAGE_TOO_BIG, b"message too big")
                 return
-            self._fragments.append(frame.get_payload_as_bytes())
+            fragments += frame.get_payload_as_memoryview()
             if frame.fin:
-                data, self._fragments = b"".join(self._fragments), []
-                self._deliver(data, self._fragment_text)
+                self._fragments = None
+                self._deliver(bytes(fragments), self._fragment_text)
         elif kind == WSMsgType.CLOSE:
             # RFC 6455 §5.5.1: answer with a close of our own (the peer's code, as
             # websockets does), then wait for the server to close TCP (§7.1.1), and do it
@@ -309,7 +309,7 @@ class AgentSocket:
     def _fail(self, code: WSCloseCode, reason: bytes) -> None:
         """RFC 6455 §7.1.7: send a close frame, then close the TCP connection."""
         transport = self._transport
-        self._fragments = []
+        self._fragments = None
         self._failed = True
         if transport is None:
             return
