@@ -25,7 +25,7 @@ What flows where (docs/architecture.md, "A call, step by step")::
                      ─ AgentInterrupted ─▶ leg.clear(), then session.played(item, heard)
 
 Events arrive in the callbacks that produced them (the RTP socket's ``datagram_received``,
-the agent socket's ``data_received``, the leg's pacer timer): no task of the bridge runs
+the agent socket's ``on_ws_frame``, the leg's pacer timer): no task of the bridge runs
 per frame. Handling an event may cause another (``leg.mark`` acknowledged at once, say);
 the bridge queues events that arrive while it handles one and takes them in order after
 it, so a handler never runs inside another.

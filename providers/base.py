@@ -16,7 +16,7 @@ refuses; after ``open`` failures arrive as ``AgentError`` events, the last event
 session is always ``AgentClosed``.
 
 ``listen`` hands each event to ``on_event`` in the callback that produced it (the socket's
-``data_received``, a timer), with no queue or task in between; events from before the call
+frame callback, a timer), with no queue or task in between; events from before the call
 wait until then. ``on_event`` must not raise and must not wait; it may call the session's
 send methods.
 

@@ -3,7 +3,7 @@
 OpenAI Realtime, ElevenLabs and customers' own agents differ in their wire protocol and
 conversation state, not in how one socket is driven. This module owns the driving: the
 open/close lifecycle; the agent's messages handled as the socket parses them (in
-``data_received``) and their events handed to the bridge's listener there and then (a
+its frame callback) and their events handed to the bridge's listener there and then (a
 ``media.relay.Relay``: no queue, no task between the socket and the bridge), always ending
 with ``AgentClosed``; a ``SendQueue`` that drops the oldest caller audio when the agent reads
 too slowly (caller audio goes straight to the socket while nothing is queued and the socket
@@ -408,7 +408,7 @@ class WebSocketAgentSession(AgentSession):
             )
 
     def _on_message(self, data: str | bytes) -> None:
-        """A message, in the socket's ``data_received``: handled at once."""
+        """A message, in the socket's frame callback: handled at once."""
         ws = self._ws
         assert ws is not None
         try:
