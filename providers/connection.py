@@ -87,8 +87,25 @@ async def connect_agent(
             f"{provider} did not answer within {connect_timeout:g} s"
         ) from exc
     except WSHandshakeError as exc:
+        answered = _status_of(exc.raw_header)
+        if answered is not None and answered != 101:
+            # picows calls a status it has no name for (Cloudflare's 520, say) a malformed
+            # answer; it is still the provider's answer, and says what kind of failure.
+            body = exc.raw_body.decode("utf-8", "replace") if exc.raw_body else ""
+            raise error_for_status(provider, answered, body) from exc
         raise ProviderConnectError(f"{provider} WebSocket handshake failed: {exc}") from exc
     except OSError as exc:
         raise ProviderConnectError(
             f"{provider} could not be reached: {exc.strerror or exc}"
         ) from exc
+
+
+def _status_of(head: bytes | None) -> int | None:
+    """The status code of an HTTP/1.1 answer's status line (RFC 9112 §4), if it has one."""
+    if not head:
+        return None
+    parts = head.split(b"\r\n", 1)[0].split(b" ", 2)
+    if len(parts) < 2 or not parts[0].startswith(b"HTTP/"):
+        return None
+    code = parts[1]
+    return int(code) if len(code) == 3 and code.isdigit() else None
