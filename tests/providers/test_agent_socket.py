@@ -75,6 +75,23 @@ async def raw_server(
         yield f"ws://127.0.0.1:{port}/agent"
 
 
+@asynccontextmanager
+async def peer_sending(
+    frames: bytes, **options: Any
+) -> AsyncIterator[tuple[AgentSocket, asyncio.Future[bytes]]]:
+    """A peer that sends ``frames`` once the handshake is done; the future gets what the
+    client answers (its first 64 bytes)."""
+    got: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+
+    async def send(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(frames)
+        await writer.drain()
+        got.set_result(await reader.read(64))
+
+    async with raw_server(send) as url:
+        yield await connect(url, **options), got
+
+
 async def test_messages_both_ways_and_a_fragmented_one_arrives_whole() -> None:
     seen: list[object] = []
 
@@ -187,15 +204,8 @@ async def test_close_gives_up_on_a_peer_that_ignores_it() -> None:
 
 
 async def test_invalid_utf8_in_a_text_message_fails_the_connection_with_1007() -> None:
-    got: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
-
-    async def bad_text(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        writer.write(b"\x81\x02\xc3\x28")  # a text frame, unmasked (server), invalid UTF-8
-        await writer.drain()
-        got.set_result(await reader.read(64))  # what the client answers: its close frame
-
-    async with raw_server(bad_text) as url:
-        ws = await connect(url, ping_interval=None, close_timeout=0.3)
+    bad_text = b"\x81\x02\xc3\x28"  # a text frame, unmasked (server), invalid UTF-8
+    async with peer_sending(bad_text, ping_interval=None, close_timeout=0.3) as (ws, got):
         assert client_close(await asyncio.wait_for(got, 5))[0] == 1007
         with pytest.raises(ConnectionClosedError):
             await asyncio.wait_for(ws.recv(), 5)
@@ -219,15 +229,8 @@ def client_close(reply: bytes) -> tuple[int, bytes]:
     ids=["one-frame", "fragmented"],
 )
 async def test_a_message_over_max_size_fails_the_connection_with_1009(frames: bytes) -> None:
-    got: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
-
-    async def big(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        writer.write(frames)
-        await writer.drain()
-        got.set_result(await reader.read(64))
-
-    async with raw_server(big) as url:
-        ws = await connect(url, ping_interval=None, close_timeout=0.3, max_size=1000)
+    options: dict[str, Any] = {"ping_interval": None, "close_timeout": 0.3, "max_size": 1000}
+    async with peer_sending(frames, **options) as (ws, got):
         assert client_close(await asyncio.wait_for(got, 5))[0] == 1009
         with pytest.raises(ConnectionClosedError) as closed:
             await asyncio.wait_for(ws.recv(), 5)
@@ -238,15 +241,8 @@ async def test_a_message_over_max_size_fails_the_connection_with_1009(frames: by
 
 async def test_a_close_without_a_code_is_answered_1000_and_reads_1005() -> None:
     """RFC 6455 §7.1.5: no code received is 1005; §7.4.1: 0 may not go on the wire."""
-    got: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
-
-    async def closing(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        writer.write(b"\x88\x00")  # close, no payload
-        await writer.drain()
-        got.set_result(await reader.read(64))
-
-    async with raw_server(closing) as url:
-        ws = await connect(url, ping_interval=None, close_timeout=2)
+    no_code = b"\x88\x00"  # a close frame, no payload
+    async with peer_sending(no_code, ping_interval=None, close_timeout=2) as (ws, got):
         assert client_close(await asyncio.wait_for(got, 5)) == (1000, b"")
         with pytest.raises(ConnectionClosedOK):  # websockets counts 1005 as a normal end
             await asyncio.wait_for(ws.recv(), 5)
@@ -263,15 +259,7 @@ async def test_a_close_without_a_code_is_answered_1000_and_reads_1005() -> None:
 )
 async def test_broken_fragmentation_fails_the_connection_with_1002(frames: bytes) -> None:
     """RFC 6455 §5.4, which picows leaves to its user: nothing of it is delivered."""
-    got: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
-
-    async def broken(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        writer.write(frames)
-        await writer.drain()
-        got.set_result(await reader.read(64))
-
-    async with raw_server(broken) as url:
-        ws = await connect(url, ping_interval=None, close_timeout=0.3)
+    async with peer_sending(frames, ping_interval=None, close_timeout=0.3) as (ws, got):
         assert client_close(await asyncio.wait_for(got, 5))[0] == 1002
         with pytest.raises(ConnectionClosedError):
             await asyncio.wait_for(ws.recv(), 5)
@@ -279,15 +267,8 @@ async def test_broken_fragmentation_fails_the_connection_with_1002(frames: bytes
 
 async def test_the_peers_close_is_answered_with_its_code() -> None:
     """RFC 6455 §5.5.1: a close frame is answered with one; the server then ends TCP."""
-    got: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
-
-    async def closing(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        writer.write(b"\x88\x05\x03\xe9bye")  # close 1001 "bye", unmasked (server)
-        await writer.drain()
-        got.set_result(await reader.read(64))
-
-    async with raw_server(closing) as url:
-        ws = await connect(url, ping_interval=None, close_timeout=2)
+    bye = b"\x88\x05\x03\xe9bye"  # close 1001 "bye", unmasked (server)
+    async with peer_sending(bye, ping_interval=None, close_timeout=2) as (ws, got):
         assert client_close(await asyncio.wait_for(got, 5)) == (1001, b"bye")
         with pytest.raises(ConnectionClosedOK):  # 1001 both ways: a normal end
             await asyncio.wait_for(ws.recv(), 5)
