@@ -86,7 +86,6 @@ logger = logging.getLogger(__name__)
 
 _ITEMS_REMEMBERED = 16  # per-item accounting kept for the latest items only (flat memory)
 _MAX_DTMF = 32  # digits an agent may send in one request
-_LEG_EVENTS = (AudioFrame, MarkPlayed, DtmfDigit, LegEnded)  # the rest are the agent's
 
 
 @dataclass(frozen=True, slots=True)
@@ -226,6 +225,9 @@ class CallBridge:
         if self._open_task is not None:
             return
         loop = asyncio.get_running_loop()
+        if self._clock is None:
+            # Bound once: _now runs several times per frame.
+            self._clock = loop.time
         self._started_at = self._now()
         self._ready_deadline = loop.time() + self.options.agent_ready_timeout
         self._tracker = TurnTracker(self._started_at)
@@ -515,7 +517,9 @@ class CallBridge:
             self._handling = False
 
     def _handle(self, event: LegEvent | AgentEvent) -> None:
-        if isinstance(event, _LEG_EVENTS):
+        # The classes written in the call, not a module-level tuple: mypyc compiles this
+        # to type comparisons, and a tuple variable to a generic isinstance (every event).
+        if isinstance(event, (AudioFrame, MarkPlayed, DtmfDigit, LegEnded)):
             if self._hearing_leg:
                 self._on_leg_event(event)
         elif self._hearing_agent and self._end is None:  # an ending call hears no agent

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 from collections import OrderedDict, deque
 from dataclasses import dataclass
+from typing import Final
 
 from media import AudioFrame
 
-_OUR_MARK = "tp"
-AGENT_MARK_PREFIX = "agent:"
+_OUR_MARK: Final = "tp"
+AGENT_MARK_PREFIX: Final = "agent:"
 
 
 @dataclass(frozen=True, slots=True, init=False)
@@ -81,6 +82,7 @@ class PlayoutLedger:
         self._queued_frames = 0
         self._in_flight = 0
         self._epoch = 0
+        self._epoch_text = "0"  # str(self._epoch): in every mark, built once per epoch
         self._sent_ms: OrderedDict[str, int] = OrderedDict()
         self._heard_ms: dict[str, int] = {}
         self._interrupted: deque[str] = deque(maxlen=items_remembered)
@@ -144,7 +146,7 @@ class PlayoutLedger:
             if entry.item_id in self._sent_ms:
                 self._sent_ms[entry.item_id] = sent
             self._in_flight += 1
-            mark = f"{_OUR_MARK}:{self._epoch}:{sent}:{entry.item_id}"
+            mark = f"{_OUR_MARK}:{self._epoch_text}:{sent}:{entry.item_id}"
             out.append(Handout(mark, entry.frame, entry.item_id))
         return out
 
@@ -156,9 +158,10 @@ class PlayoutLedger:
         prefix, _, rest = name.partition(":")
         epoch, _, rest = rest.partition(":")
         ms, _, item_id = rest.partition(":")
-        if prefix != _OUR_MARK or epoch != str(self._epoch) or not ms.isdigit():
+        if prefix != _OUR_MARK or epoch != self._epoch_text or not ms.isdigit():
             return None  # acknowledges audio dropped by clear(), or not ours at all
-        self._in_flight = max(0, self._in_flight - 1)
+        if self._in_flight > 0:
+            self._in_flight -= 1
         if item_id in self._sent_ms:
             self._heard_ms[item_id] = int(ms)
         return None
@@ -195,6 +198,7 @@ class PlayoutLedger:
         agent_marks = tuple(e[len(AGENT_MARK_PREFIX) :] for e in self._queue if isinstance(e, str))
 
         self._epoch += 1
+        self._epoch_text = str(self._epoch)
         self._in_flight = 0
         self._queue.clear()
         self._queued_frames = 0

@@ -22,7 +22,7 @@ import math
 from bisect import bisect_left
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import Final, NamedTuple
 
 MAX_TURN_SAMPLES = 2048
 """Turn latencies kept for percentiles; a call with more turns keeps the first ones."""
@@ -107,10 +107,10 @@ def _bucket_edges(base: float, factor: float, buckets: int) -> tuple[float, ...]
 
 # Module constants, not class attributes: mypyc compiles this module (gateway/native.py)
 # and does not support class attributes computed from one another.
-_BASE_MS = 0.01
-_FACTOR = 1.25
+_BASE_MS: Final = 0.01
+_FACTOR: Final = 1.25
 _BUCKETS = 80
-_EDGES = _bucket_edges(_BASE_MS, _FACTOR, _BUCKETS)
+_EDGES: Final = _bucket_edges(_BASE_MS, _FACTOR, _BUCKETS)
 
 
 class LogHistogram:

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Final, Protocol
 
 import numpy as np
 
@@ -56,7 +56,7 @@ __all__ = [
     "make_converter",
 ]
 
-_LITTLE = sys.byteorder == "little"
+_LITTLE: Final = sys.byteorder == "little"
 
 # Relative cost units per frame, roughly proportional to the measured µs above.
 _DECODE_COST = {Encoding.L16: 0, Encoding.PCMU: 1, Encoding.PCMA: 1, Encoding.G722: 4}
@@ -64,7 +64,7 @@ _ENCODE_COST = {Encoding.L16: 0, Encoding.PCMU: 1, Encoding.PCMA: 1, Encoding.G7
 _RESAMPLE_COST = 3
 
 # A timestamp gap beyond rounding (ms) re-aligns the output clock to the input's.
-_TIMESTAMP_SLACK_MS = 1.0
+_TIMESTAMP_SLACK_MS: Final = 1.0
 
 
 class Converter(Protocol):

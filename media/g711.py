@@ -15,6 +15,7 @@ A-law codes are inverted on the wire, hence 0x55 ^ 0x80).
 from __future__ import annotations
 
 import sys
+from typing import Final
 
 from media.audioop_compat import audioop
 from media.errors import PayloadError
@@ -36,7 +37,7 @@ ULAW_SILENCE = 0xFF
 ALAW_SILENCE = 0xD5
 """The A-law code of a zero sample."""
 
-_SWAP = sys.byteorder != "little"
+_SWAP: Final = sys.byteorder != "little"
 
 
 def _l16_in(pcm: _Bytes) -> _Bytes:

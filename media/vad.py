@@ -44,6 +44,7 @@ import sys
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Final
 
 import numpy as np
 import webrtcvad
@@ -65,12 +66,12 @@ __all__ = [
 ]
 
 _NATIVE_RATES = (8000, 16000, 32000, 48000)
-_ANALYSIS_MS = 20
+_ANALYSIS_MS: Final = 20
 _FLOOR_WINDOW_MS = 1500
 _START_RATIO = 0.8
 _STOP_RATIO = 0.1
-_SWAP = sys.byteorder != "little"
-_FULL_SCALE_POWER = 32768.0 * 32768.0
+_SWAP: Final = sys.byteorder != "little"
+_FULL_SCALE_POWER: Final = 32768.0 * 32768.0
 
 
 def _probe(samples: int) -> tuple[bytes, int]:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import binascii
 import json
 from collections.abc import Mapping
+from typing import Final
 
 import orjson
 
@@ -25,9 +26,14 @@ Outgoing = str | bytes
 """One WebSocket frame for a peer: ``str`` goes as a text frame, ``bytes`` as binary."""
 
 
+# Built once: json.dumps with any option builds a new encoder on every call, and that
+# interpreted constructor was half of the cost of a short message (a mark echo).
+_ENCODER: Final = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+
+
 def encode_json(message: Mapping[str, object]) -> str:
     """Serialise one message compactly (no blanks, UTF-8 kept as is)."""
-    return json.dumps(message, separators=(",", ":"), ensure_ascii=False)
+    return _ENCODER.encode(message)
 
 
 def load_message(
@@ -81,6 +87,13 @@ def decode_base64(
         return binascii.a2b_base64(text, strict_mode=True)
     except (binascii.Error, ValueError) as exc:
         raise error(f"{what} is not valid base64: {exc}") from exc
+
+
+def json_string(text: str) -> str:
+    """``text`` as a JSON string literal, quotes included: what ``encode_json`` writes
+    for it (checked over every code point), in a tenth of the time. For messages formatted
+    directly; ``text`` must be valid Unicode (no lone surrogates: ``TypeError``)."""
+    return orjson.dumps(text).decode()
 
 
 def encode_base64(payload: bytes) -> str:

@@ -38,7 +38,7 @@ from providers.custom_ws.messages import (
     load_object,
     text_field,
 )
-from providers.wire import Outgoing, encode_base64, encode_json
+from providers.wire import Outgoing, encode_base64, encode_json, json_string
 
 SIP_CALL_ID_HEADER: Final = "X-SIP-Call-ID"
 
@@ -203,7 +203,8 @@ class TelepathDialect:
         return encode_json({"type": "dtmf", "digit": digit})
 
     def mark(self, name: str) -> Outgoing:
-        return encode_json({"type": "mark", "name": name})
+        # Formatted directly as media() is: a mark echo follows every few frames.
+        return f'{{"type":"mark","name":{json_string(name)}}}'
 
     def cleared(self, generation: int, played_ms: int, dropped_marks: list[str]) -> Outgoing | None:
         """``cleared``: the caller heard ``played_ms`` of generation ``generation``'s audio;

@@ -783,3 +783,14 @@ def test_media_message_is_what_the_json_encoder_writes(
             "timestamp": timestamp,
         }
         assert sent == json.dumps(expected, separators=(",", ":"), ensure_ascii=False)
+
+
+@settings(max_examples=300, deadline=None)
+@given(name=st.text(max_size=40))
+def test_mark_echo_is_what_the_json_encoder_writes(name: str) -> None:
+    # mark() formats the echo directly, as media() does; whatever the agent named its mark
+    # (quotes, backslashes, control characters, any plane), the text is json.dumps's.
+    sent = TelepathDialect(max_payload_bytes=1024).mark(name)
+    expected = {"type": "mark", "name": name}
+    assert sent == json.dumps(expected, separators=(",", ":"), ensure_ascii=False)
+    assert json.loads(sent) == expected

@@ -31,12 +31,13 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Final
 
 from ingress.sip.rtp.packet import RtpPacket, seq_diff, ts_diff
 
 __all__ = ["JitterBuffer", "Lost", "PlayoutFrame", "PushResult"]
 
-MAX_DROPOUT = 3000  # RFC 3550 A.1: a bigger sequence jump means the sender restarted
+MAX_DROPOUT: Final = 3000  # RFC 3550 A.1: a bigger sequence jump means the sender restarted
 
 
 @dataclass(frozen=True, slots=True, init=False)

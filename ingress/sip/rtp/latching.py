@@ -24,13 +24,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Final
 
 from ingress.sip.rtp.packet import seq_diff
 
 __all__ = ["Address", "LatchDecision", "SymmetricLatch"]
 
 Address = tuple[str, int]
-MAX_DROPOUT = 3000
+MAX_DROPOUT: Final = 3000
 
 
 class LatchDecision(StrEnum):

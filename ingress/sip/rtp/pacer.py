@@ -63,6 +63,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Final
 
 from ingress.sip.rtp.dtmf import EventPacket, event_packets
 from ingress.sip.rtp.packet import RtpPacket
@@ -70,7 +71,7 @@ from media.frames import DTMF_DIGITS, AudioFormat
 
 __all__ = ["Pacer"]
 
-CN_LEVEL = 127  # RFC 3389 §3: noise level in -dBov; 127 is the quietest
+CN_LEVEL: Final = 127  # RFC 3389 §3: noise level in -dBov; 127 is the quietest
 MAX_LEAD_SLOTS = 2  # the drain sends at most this many ptimes ahead of the timestamps
 DRAIN_WINDOW = 10  # audio slots over which the least queueing delay is taken
 DRAIN_SLACK = 0.002  # seconds of queueing delay that count as none (timer precision)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
+from typing import Final
 
 __all__ = [
     "HeaderExtension",
@@ -24,8 +25,9 @@ __all__ = [
     "ts_diff",
 ]
 
-RTP_VERSION = 2
+RTP_VERSION: Final = 2
 _HEADER = struct.Struct("!BBHII")
+_HEADER_SIZE: Final = 12  # RFC 3550 §5.1: the fixed header
 
 
 class RtpError(Exception):
@@ -91,52 +93,61 @@ class RtpPacket:
         object.__setattr__(self, "extension", extension)
         object.__setattr__(self, "padding", padding)
 
-    @classmethod
-    def parse(cls, data: bytes) -> RtpPacket:
+    @staticmethod
+    def parse(data: bytes) -> RtpPacket:
         """Parse one datagram; raises :class:`MalformedRtp` for anything invalid."""
-        if len(data) < _HEADER.size:
-            raise MalformedRtp(f"RTP packet too short ({len(data)} bytes)")
-        first, second, seq, ts, ssrc = _HEADER.unpack_from(data)
+        # One call per caller packet. Typed ints and a positional construction of the
+        # class itself let mypyc compile this to native arithmetic and a direct call; a
+        # keyword call through ``cls`` cost about ten times the construction (1.4 µs).
+        size = len(data)
+        if size < _HEADER_SIZE:
+            raise MalformedRtp(f"RTP packet too short ({size} bytes)")
+        first: int = data[0]
+        second: int = data[1]
+        seq: int = (data[2] << 8) | data[3]
+        ts: int = (data[4] << 24) | (data[5] << 16) | (data[6] << 8) | data[7]
+        ssrc: int = (data[8] << 24) | (data[9] << 16) | (data[10] << 8) | data[11]
         version = first >> 6
         if version != RTP_VERSION:
             raise MalformedRtp(f"RTP version {version}, expected 2")
-        has_padding = bool(first & 0x20)
-        has_extension = bool(first & 0x10)
         cc = first & 0x0F
-        pos = _HEADER.size
-        if len(data) < pos + 4 * cc:
-            raise MalformedRtp("RTP packet truncated in the CSRC list")
-        csrc = struct.unpack_from(f"!{cc}I", data, pos) if cc else ()
-        pos += 4 * cc
+        pos = _HEADER_SIZE
+        csrc: tuple[int, ...] = ()
+        if cc:
+            if size < pos + 4 * cc:
+                raise MalformedRtp("RTP packet truncated in the CSRC list")
+            csrc = struct.unpack_from(f"!{cc}I", data, pos)
+            pos += 4 * cc
         extension = None
-        if has_extension:
-            if len(data) < pos + 4:
+        if first & 0x10:
+            if size < pos + 4:
                 raise MalformedRtp("RTP packet truncated in the extension header")
-            profile, words = struct.unpack_from("!HH", data, pos)
+            profile = (data[pos] << 8) | data[pos + 1]
+            words = (data[pos + 2] << 8) | data[pos + 3]
             pos += 4
-            if len(data) < pos + 4 * words:
+            if size < pos + 4 * words:
                 raise MalformedRtp("RTP packet truncated in the extension body")
             extension = HeaderExtension(profile, bytes(data[pos : pos + 4 * words]))
             pos += 4 * words
-        end = len(data)
+        end = size
         padding = b""
-        if has_padding:
+        if first & 0x20:
             count = data[-1]
             # RFC 3550 §5.1: the last octet counts the padding "including itself".
             if count == 0 or pos + count > end:
                 raise MalformedRtp(f"RTP padding count {count} is invalid")
             end -= count
             padding = bytes(data[end:])
-        return cls(
-            payload_type=second & 0x7F,
-            sequence_number=seq,
-            timestamp=ts,
-            ssrc=ssrc,
-            payload=bytes(data[pos:end]),
-            marker=bool(second & 0x80),
-            csrc=tuple(csrc),
-            extension=extension,
-            padding=padding,
+        return RtpPacket(
+            second & 0x7F,
+            seq,
+            ts,
+            ssrc,
+            bytes(data[pos:end]),
+            bool(second & 0x80),
+            csrc,
+            extension,
+            padding,
         )
 
     def serialize(self) -> bytes:

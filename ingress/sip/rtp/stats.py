@@ -15,15 +15,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Final
 
 from ingress.sip.rtp.rtcp import ReportBlock, compact_ntp
 
 __all__ = ["MediaTimedOut", "MediaTimeout", "PacketVerdict", "ReceiverStatistics", "StatsSnapshot"]
 
 # RFC 3550 appendix A.1 constants.
-MAX_DROPOUT = 3000
-MAX_MISORDER = 100
-RTP_SEQ_MOD = 1 << 16
+MAX_DROPOUT: Final = 3000
+MAX_MISORDER: Final = 100
+RTP_SEQ_MOD: Final = 1 << 16
 _DUP_WINDOW = 1024
 
 

@@ -82,6 +82,15 @@ __all__ = ["MediaConfig", "RtpMediaStream", "StreamStats", "usable_address"]
 logger = logging.getLogger(__name__)
 
 
+def _earlier(a: float | None, b: float | None) -> float | None:
+    """The earlier of two deadlines, either of which may be unset (None)."""
+    if a is None:
+        return b
+    if b is None or a <= b:
+        return a
+    return b
+
+
 class RtpMediaStream:
     """One call's RTP media over ``sockets``; see the module docstring.
 
@@ -423,16 +432,14 @@ class RtpMediaStream:
         """Arm the single timer at the earliest deadline of the cores."""
         if self._closed:
             return
-        deadlines = [
-            self._jitter.next_deadline(),
-            self._dtmf.next_deadline(),
-            self._timeout.next_deadline(),
-            self._rtcp.next_deadline(),
-        ]
+        # Several times per frame: the earliest deadline without a list, a generator or
+        # min()'s keyword call, which mypyc cannot compile natively.
+        when = _earlier(self._jitter.next_deadline(), self._dtmf.next_deadline())
+        when = _earlier(when, self._timeout.next_deadline())
+        when = _earlier(when, self._rtcp.next_deadline())
         if self._can_send():
             # None: the pacer has not started yet; start it now.
-            deadlines.append(self._pacer.next_deadline() or self._loop.time())
-        when = min((d for d in deadlines if d is not None), default=None)
+            when = _earlier(when, self._pacer.next_deadline() or self._loop.time())
         if when is None:
             if self._timer is not None:
                 self._timer.cancel()
