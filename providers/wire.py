@@ -27,7 +27,7 @@ Outgoing = str | bytes
 
 
 # Built once: json.dumps with any option builds a new encoder on every call, and that
-# interpreted constructor was half of the cost of a short message (a mark echo).
+# interpreted constructor was 40 % of the cost of a short message (3.2 -> 1.9 µs).
 _ENCODER: Final = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
 
 
