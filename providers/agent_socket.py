@@ -29,7 +29,7 @@ import os
 import ssl
 from collections import deque
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, Final
 
 from picows import WSCloseCode, WSMsgType, WSTransport, ws_connect
 from websockets.exceptions import ConnectionClosed, ConnectionClosedError, ConnectionClosedOK
@@ -46,9 +46,10 @@ Handler = Callable[[Message], None]
 
 # The codes of a normal end, as websockets counts them: 1000, "going away" (1001) and
 # "no status received" (1005, RFC 6455 §7.1.5: a close frame without a code).
-_OK_CODES = (1000, 1001, 1005)
-_TEXT = WSMsgType.TEXT
-_BINARY = WSMsgType.BINARY
+_OK_CODES: Final = (1000, 1001, 1005)
+# Read for every frame: Final makes them C statics, not lookups in the module's globals.
+_TEXT: Final = WSMsgType.TEXT
+_BINARY: Final = WSMsgType.BINARY
 
 
 class AgentSocket:
