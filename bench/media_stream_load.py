@@ -91,8 +91,7 @@ async def open_stream(stream: Stream, args: argparse.Namespace, http: httpx.Asyn
         return
     # The TwiML names the public wss:// URL; connect to the same path on the listener.
     stream_url = urlsplit(html.unescape(found.group(1)))
-    local = urlsplit(args.http)
-    target = f"ws://{local.netloc}{stream_url.path}" + (
+    target = f"ws://{args.stream_to or urlsplit(args.http).netloc}{stream_url.path}" + (
         f"?{stream_url.query}" if stream_url.query else ""
     )
     ws = await connect(target, compression=None, max_queue=None)
@@ -268,6 +267,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--trunk", required=True, help="trunk id")
     parser.add_argument("--token", required=True, help="the trunk's Twilio auth token")
     parser.add_argument("--public-url", required=True, help="the gateway's --public-url")
+    parser.add_argument(
+        "--stream-to", default="", help="HOST:PORT of the gateway's --media-listen (else --http)"
+    )
     parser.add_argument("--calls", type=int, required=True)
     parser.add_argument("--first", type=int, default=0)
     parser.add_argument("--setup-concurrency", type=int, default=20)

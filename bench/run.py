@@ -46,6 +46,9 @@ from bench.report import (
 
 ROOT = Path(__file__).resolve().parents[1]
 PUBLIC_URL = "https://telepath.bench.invalid"
+# What carriers are told to stream to with --carrier-socket listener (never contacted
+# either: the generator connects to the listener's loopback address).
+MEDIA_URL = "wss://media.telepath.bench.invalid"
 
 
 def free_port(kind: int = socket.SOCK_STREAM) -> int:
@@ -74,6 +77,7 @@ class Gateway:
     database: str
     log: IO[bytes]
     runtime: dict[str, Any]  # /healthz's event_loop, gc_frozen_objects, compiled_modules
+    media: str | None = None  # --media-listen's HOST:PORT, if the gateway has one
 
     def stop(self) -> None:
         self.process.terminate()
@@ -93,8 +97,10 @@ def start_gateway(
     gc_threshold: str = "",
     wrapper: tuple[str, ...] = (),
     cprofile: str = "",
+    media_listener: bool = False,
 ) -> Gateway:
     http, sip = free_port(), free_sip_port()
+    media = f"127.0.0.1:{free_port()}" if media_listener else None
     low = 20000 + 2 * secrets.randbelow(5000)
     high = low + max(400, 8 * calls) - 1
     database = f"sqlite://{workdir / 'telepath.db'}"
@@ -122,6 +128,7 @@ def start_gateway(
             database,
             "--event-loop",
             loop,
+            *(("--media-listen", media, "--media-url", MEDIA_URL) if media else ()),
         ],
         cwd=ROOT,
         env={
@@ -155,7 +162,7 @@ def start_gateway(
         for k, v in health.json().items()
         if k in ("event_loop", "gc_frozen_objects", "compiled_modules")
     }
-    return Gateway(process, url, f"127.0.0.1:{sip}", database, log, runtime)
+    return Gateway(process, url, f"127.0.0.1:{sip}", database, log, runtime, media)
 
 
 FRAMES_PER_SECOND = 50  # 20 ms packets each way: one frame pair per 20 ms per call
@@ -322,6 +329,7 @@ def _run_in(args: argparse.Namespace, path: str, calls: int, workdir: Path) -> d
                 if args.cprofile
                 else ""
             ),
+            media_listener=path == "twilio" and args.carrier_socket == "listener",
         )
         agents: list[subprocess.Popen[str]] = []
         workers: list[subprocess.Popen[str]] = []
@@ -391,6 +399,7 @@ def _run_in(args: argparse.Namespace, path: str, calls: int, workdir: Path) -> d
                         *("-m", "bench.media_stream_load", "--http", gateway.url),
                         *("--public-url", PUBLIC_URL),
                         *("--trunk", trunk_id, "--token", twilio_token),
+                        *(("--stream-to", gateway.media) if gateway.media else ()),
                     ]
                 else:
                     command = [
@@ -493,6 +502,8 @@ def _run_in(args: argparse.Namespace, path: str, calls: int, workdir: Path) -> d
                     callgrind_total(args.callgrind, path, calls)
                     / (calls * (window_end - window_start) / 1e9 * FRAMES_PER_SECOND)
                 )
+            if path == "twilio":
+                result["carrier_socket"] = "listener" if gateway.media else "http"
             return {**result, **gateway.runtime}
         finally:
             for process in (*workers, *agents):
@@ -530,6 +541,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--binary-audio", action="store_true", help="agent audio as binary WS frames"
+    )
+    parser.add_argument(
+        "--carrier-socket",
+        default="listener",
+        choices=("listener", "http"),
+        help="twilio path: stream to --media-listen (default) or the HTTP listener's route",
     )
     parser.add_argument(
         "--gc-threshold", default="", metavar="A,B,C", help="gc.set_threshold in the gateway"

@@ -11,17 +11,21 @@ from collections.abc import Awaitable
 
 from hypercorn.asyncio import serve as hypercorn_serve
 from hypercorn.config import Config as HypercornConfig
+from quart import Quart
 
 from gateway import native
 from gateway.app import create_app
 from gateway.database import close_database, open_database
 from gateway.demo import describe, ensure_demo
 from gateway.drain import drain_calls
+from gateway.media_streams.listener import MediaStreamListener
+from gateway.media_streams.routes import hub_of
 from gateway.overload import LagMonitor
 from gateway.runtime import freeze_startup_heap, running_event_loop
 from gateway.services import Services
 from gateway.settings import Settings
 from gateway.sip_service import SipService
+from ingress.sip.transport.tcp import server_tls_context
 
 logger = logging.getLogger(__name__)
 
@@ -30,6 +34,9 @@ logger = logging.getLogger(__name__)
 # keep a drained node alive until the orchestrator kills it: the later steps (records,
 # the shared call counts, the database) would be lost with it.
 SHUTDOWN_STEP_TIMEOUT_S = 10.0
+# The media-stream sessions end with their calls (the drain ended those); this long for
+# their records, then they are cancelled (and each cancelled one winds down as long again).
+MEDIA_STREAMS_GRACE_S = 5.0
 
 
 async def shutdown_step(
@@ -78,6 +85,34 @@ async def _start_sip(settings: Settings, services: Services) -> SipService | Non
     return sip
 
 
+async def start_media_listener(
+    settings: Settings, app: Quart, services: Services
+) -> MediaStreamListener | None:
+    """``--media-listen``'s listener; a taken address is logged, as SIP's is."""
+    if settings.media_listen is None:
+        return None
+    context = None
+    if settings.http_tls and settings.tls_cert and settings.tls_key:
+        context = server_tls_context(settings.tls_cert, settings.tls_key)
+    listener = MediaStreamListener(hub_of(app), services)
+    where = settings.media_listen
+    try:
+        await listener.start(where.host, where.port, context)
+    except OSError as error:
+        logger.error("media-stream listener %s not started: %s", where, error)
+        print(f"media-stream listener {where} not started: {error}", file=sys.stderr, flush=True)
+        return None
+    scheme = "wss" if context is not None else "ws"
+    for host, port in listener.addresses:
+        print(f"Telepath media streams on {scheme}://{host}:{port}", file=sys.stderr, flush=True)
+    logger.info(
+        "media streams listening on %s; carriers stream to %s",
+        where,
+        settings.media_stream_base_url,
+    )
+    return listener
+
+
 async def run_server(settings: Settings) -> None:
     """Serve until SIGTERM/SIGINT."""
     logger.info("event loop: %s", running_event_loop())
@@ -105,6 +140,7 @@ async def run_server(settings: Settings) -> None:
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, on_signal)
+    media: MediaStreamListener | None = None
 
     async def drained() -> None:
         """Hypercorn's shutdown trigger: HTTP serves on until the calls are drained."""
@@ -115,6 +151,14 @@ async def run_server(settings: Settings) -> None:
                 services.drain, services.runner, deadline_s=settings.drain_timeout, hurry=hurry
             )
         finally:
+            # Before HTTP stops: its shutdown hooks close what the sessions still use
+            # (the carrier API clients, the token store).
+            if media is not None:
+                await shutdown_step(
+                    "media-stream listener",
+                    media.stop(MEDIA_STREAMS_GRACE_S),
+                    2 * MEDIA_STREAMS_GRACE_S + SHUTDOWN_STEP_TIMEOUT_S,
+                )
             drain_done.set()
 
     try:
@@ -136,6 +180,7 @@ async def run_server(settings: Settings) -> None:
         )
         # Probing starts once start-up's own long steps (the collection above) are over.
         lag_monitor.start()
+        media = await start_media_listener(settings, app, services)
         sip = await _start_sip(settings, services)
         logger.info("HTTP listening on %s", settings.http)
         print(

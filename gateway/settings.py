@@ -55,6 +55,8 @@ class Settings:
     public_address: str | None = None
     sip_domain: str = "sip.telepath.local"
     public_url: str | None = None
+    media_listen: HostPort | None = None
+    media_url: str | None = None
     database_url: str = "sqlite://./telepath.db"
     redis_url: str | None = None
     demo: bool = False
@@ -106,6 +108,19 @@ class Settings:
         scheme = "https" if self.http_tls else "http"
         return f"{scheme}://{host}:{self.http.port}"
 
+    @property
+    def media_stream_base_url(self) -> str:
+        """The public origin carriers are told to stream to, in ``https://`` form.
+
+        ``--media-url`` when set (``wss://`` written as ``https://``: the builders of the
+        stream URL and of Twilio's signed URL turn it back), else ``http_base_url``: a
+        proxy in front then routes ``/v1/media/`` to ``--media-listen`` if there is one.
+        """
+        if self.media_url:
+            url = self.media_url.rstrip("/")
+            return "https://" + url[len("wss://") :] if url.startswith("wss://") else url
+        return self.http_base_url
+
     def is_trusted_sip_proxy(self, address: str) -> bool:
         """Whether SIP requests from ``address`` come through a proxy we trust."""
         return _in_networks(address, self.sip_trusted_proxies)
@@ -142,6 +157,16 @@ _SERVE_FLAGS: dict[str, tuple[str, str]] = {
     "public_url": (
         "TELEPATH_PUBLIC_URL",
         "public base URL of the HTTPS/WSS listener, e.g. https://telepath.example.com",
+    ),
+    "media_listen": (
+        "TELEPATH_MEDIA_LISTEN",
+        "carrier media-stream WebSockets on a listener of their own, HOST:PORT (optional; "
+        "several times cheaper per call than --http, see docs/media-listener.md)",
+    ),
+    "media_url": (
+        "TELEPATH_MEDIA_URL",
+        "public https:// or wss:// origin carriers stream to (default --public-url), "
+        "e.g. wss://telepath.example.com:8443 in front of --media-listen",
     ),
     "database": (
         "TELEPATH_DATABASE_URL",
@@ -273,7 +298,7 @@ _COUNTS: dict[str, int] = {
 
 def _convert(attr: str, value: str, name: str) -> object:
     """Turn one raw string into the typed value of ``Settings.attr``."""
-    if attr in ("http", "sip", "sip_tls"):
+    if attr in ("http", "sip", "sip_tls", "media_listen"):
         return HostPort.parse(value, name=name)
     if attr in ("tls_cert", "tls_key", "secret_key_file"):
         return Path(value)
@@ -329,6 +354,9 @@ def _convert(attr: str, value: str, name: str) -> object:
         return _url(value, name, ("redis", "rediss", "unix"))
     if attr == "public_url":
         return _url(value, name, ("http", "https"))
+    if attr == "media_url":
+        # Carriers stream over TLS only (TW-WSM, TX-MS): no plain ws:// here.
+        return _url(value, name, ("https", "wss"))
     if attr == "public_address":
         try:
             return str(ipaddress.ip_address(value))

@@ -18,6 +18,11 @@ fails the connection with 1011. Reading pauses while ``max_queue`` messages wait
 
 Once the session has a listener, ``set_handler`` hands each message to the adapter in
 ``on_ws_frame`` itself: no queue and no task wake-up between the socket and the bridge.
+
+The same class serves the server side of a connection (``server=True``): the carriers'
+media streams on ``gateway.media_streams.listener``. The one difference is who closes
+TCP: RFC 6455 §7.1.1 has the server close it as soon as both close frames went, where a
+client waits for the server to.
 """
 
 from __future__ import annotations
@@ -66,8 +71,12 @@ class AgentSocket:
         ping_timeout: float | None,
         close_timeout: float,
         max_queue: int,
+        server: bool = False,
+        on_connected: Callable[[], None] | None = None,
     ) -> None:
         self.max_size = max_size
+        self.server = server
+        self._on_connected = on_connected
         self.ping_interval = ping_interval
         self.ping_timeout = ping_timeout
         self.close_timeout = close_timeout
@@ -203,6 +212,8 @@ class AgentSocket:
         self._transport = transport
         if self.ping_interval:
             self._ping_timer = self._loop.call_later(self.ping_interval, self._send_ping)
+        if self._on_connected is not None:
+            self._on_connected()
 
     def on_ws_frame(self, transport: WSTransport, frame: Any) -> None:
         # ``frame`` is a ``WSFrame``, typed ``Any`` on purpose: picows' stubs say ``fin``
@@ -241,8 +252,9 @@ class AgentSocket:
         elif kind == WSMsgType.CLOSE:
             # RFC 6455 §5.5.1: answer with a close of our own (the peer's code, as
             # websockets does), then wait for the server to close TCP (§7.1.1), and do it
-            # ourselves after close_timeout. A close without a code is answered 1000:
-            # picows would put its "no code" (0) on the wire, which §7.4.1 forbids.
+            # ourselves after close_timeout; a server closes it at once. A close without a
+            # code is answered 1000: picows would put its "no code" (0) on the wire, which
+            # §7.4.1 forbids.
             if not self._closing:
                 self._closing = True
                 code = frame.get_close_code()
@@ -250,7 +262,9 @@ class AgentSocket:
                     transport.send_close(WSCloseCode.OK)
                 else:
                     transport.send_close(code, frame.get_close_message() or b"")
-            if self._abort_timer is None:
+            if self.server:
+                transport.disconnect()
+            elif self._abort_timer is None:
                 self._abort_timer = self._loop.call_later(
                     self.close_timeout, transport.disconnect, False
                 )

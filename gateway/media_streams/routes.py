@@ -36,7 +36,7 @@ from ingress.media_streams.signatures import (
     TWILIO_SIGNATURE_HEADER,
 )
 
-__all__ = ["carriers", "get_hub", "register_media_streams"]
+__all__ = ["carriers", "get_hub", "hub_of", "register_media_streams"]
 
 carriers = Blueprint("carriers", __name__)
 
@@ -82,7 +82,12 @@ def register_media_streams(
 
 def get_hub() -> MediaStreamHub:
     """The hub stored on the current app."""
-    hub = current_app.extensions[_EXTENSION]
+    return hub_of(current_app)
+
+
+def hub_of(app: Quart) -> MediaStreamHub:
+    """The hub ``register_media_streams`` stored on ``app``."""
+    hub = app.extensions.get(_EXTENSION)
     if not isinstance(hub, MediaStreamHub):
         raise RuntimeError("media streams are not registered on this app")
     return hub

@@ -152,7 +152,7 @@ def _check_handshake(
         token = trunk.secrets.get("twilio_auth_token")
         if signature and token:
             # TW-FW: Twilio signs the upgrade; the URL is the wss:// one it connected to.
-            url = twilio_public_url(services.settings.http_base_url, path, websocket=True)
+            url = twilio_public_url(services.settings.media_stream_base_url, path, websocket=True)
             verify_twilio_signature(token, url, None, signature)
         return
     presented = headers.get(TELNYX_AUTH_HEADER)

@@ -430,11 +430,11 @@ class CarrierWebhooks:
             return WebhookReply(503, "the gateway's call token store is unavailable")
         try:
             url = media_stream_url(
-                self.services.settings.http_base_url, Carrier(ticket.carrier), token
+                self.services.settings.media_stream_base_url, Carrier(ticket.carrier), token
             )
         except MediaStreamConfigError as exc:
             await self._revoke(ticket.call_id)
-            logger.error("media streams need an https:// --public-url: %s", exc)
+            logger.error("media streams need an https:// --public-url or --media-url: %s", exc)
             return WebhookReply(503, "set --public-url to the gateway's https:// address")
         await self.services.calls.create(
             call_id=context.call_id,

@@ -46,6 +46,9 @@ def test_report_has_every_figure_with_sane_values(tmp_path: Path) -> None:
     assert machine["nproc"] >= 1 and machine["python"].startswith("3.")
     runs = {run["path"]: run for run in report["runs"]}
     assert set(runs) == {"pcmu", "g722", "twilio"}
+    # The media streams went to the gateway's --media-listen, the default.
+    assert runs["twilio"]["carrier_socket"] == "listener"
+    assert "carrier_socket" not in runs["pcmu"]
 
     for path, run in runs.items():
         assert (run["calls"], run["answered"], run["failed"]) == (2, 2, 0), path

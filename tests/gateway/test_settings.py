@@ -64,6 +64,10 @@ def test_environment_then_flags_win() -> None:
         ((), {"TELEPATH_AUTH_BLOCK_SECONDS": "0"}, "1 to 86400"),
         (("--event-loop", "trio"), {}, "auto, uvloop or asyncio"),
         ((), {"TELEPATH_EVENT_LOOP": "tokio"}, "TELEPATH_EVENT_LOOP: expected auto"),
+        (("--media-listen", "8081"), {}, "HOST:PORT"),
+        # Carriers stream over TLS only: a plain ws:// or http:// origin is refused.
+        (("--media-url", "ws://media.example.com"), {}, "https/wss URL"),
+        ((), {"TELEPATH_MEDIA_URL": "http://media.example.com"}, "TELEPATH_MEDIA_URL"),
     ],
 )
 def test_bad_values_are_clear_errors(argv: tuple[str, ...], env: dict[str, str], text: str) -> None:
@@ -88,3 +92,19 @@ def test_event_loop_is_auto_by_default_and_the_flag_wins() -> None:
         _args("--event-loop", "uvloop"), environ={"TELEPATH_EVENT_LOOP": "asyncio"}
     )
     assert flag.event_loop == "uvloop"
+
+
+def test_media_streams_go_to_the_media_url_else_the_public_url() -> None:
+    default = load_settings(_args("--public-url", "https://t.example.com"), environ={})
+    assert default.media_listen is None
+    assert default.media_stream_base_url == "https://t.example.com"
+    own = load_settings(
+        _args("--media-listen", "0.0.0.0:8081", "--public-url", "https://t.example.com"),
+        environ={"TELEPATH_MEDIA_URL": "wss://media.example.com:8443/"},
+    )
+    assert own.media_listen == HostPort("0.0.0.0", 8081)
+    # The https:// form of the origin: the stream URL and Twilio's signed URL use wss://.
+    assert own.media_stream_base_url == "https://media.example.com:8443"
+    assert own.http_base_url == "https://t.example.com"  # the API and webhooks stay there
+    https = load_settings(_args("--media-url", "https://m.example.com/prefix"), environ={})
+    assert https.media_stream_base_url == "https://m.example.com/prefix"

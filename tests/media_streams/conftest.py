@@ -2,7 +2,10 @@
 
 ``gateway``: services over a fresh SQLite file, the app served by Hypercorn on a free
 127.0.0.1 port, ``--public-url https://gw.example.test`` (what the carriers would be told),
-and the carriers' REST base URLs pointed at ``FakeCarrierApi``. Helpers sign webhooks with
+and the carriers' REST base URLs pointed at ``FakeCarrierApi``. Every test using it runs
+twice: with the streams on the HTTP listener's route (``route``), and on the media
+listener (``listener``: ``--media-listen`` on its own port, ``--media-url
+wss://media.gw.example.test``), started by the server's own ``start_media_listener``. Helpers sign webhooks with
 the carriers' own algorithms: ``twilio``'s ``RequestValidator`` and an Ed25519 key pair
 made here for Telnyx.
 """
@@ -27,21 +30,25 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from hypercorn.asyncio import serve
 from hypercorn.config import Config
+from quart import Quart
 from twilio.request_validator import RequestValidator
 from websockets.asyncio.client import ClientConnection, connect
 
 from gateway.app import create_app
 from gateway.database import close_database, open_database
+from gateway.media_streams.listener import MediaStreamListener
 from gateway.media_streams.routes import get_hub
 from gateway.media_streams.session import MediaStreamHub
 from gateway.secret_box import generate_key
+from gateway.server import start_media_listener
 from gateway.services import Services
 from gateway.services.trunks import TrunkState
-from gateway.settings import Settings
+from gateway.settings import HostPort, Settings
 from tests.ingress.media_streams.conftest import recorded_json
 from tests.media_streams.fake_carrier_api import FakeCarrierApi
 
 PUBLIC_URL = "https://gw.example.test"
+MEDIA_URL = "wss://media.gw.example.test"
 TWILIO_ACCOUNT = "AC00000000000000000000000000000003"
 TWILIO_CALL = "CA00000000000000000000000000000002"
 TWILIO_TOKEN = "twilio-auth-token-0123456789abcdef"
@@ -75,6 +82,11 @@ class Gateway:
     account_id: str
     telnyx_key: Ed25519PrivateKey
     http: httpx.AsyncClient
+    # Where the streams are served: the HTTP port's route, or the media listener's port.
+    stream_port: int = 0
+    stream_origin: str = "wss://gw.example.test"  # what the carriers are told
+    listener: MediaStreamListener | None = None
+    app: Quart | None = None
     trunks: dict[str, TrunkState] = field(default_factory=dict)
 
     @property
@@ -160,10 +172,10 @@ class Gateway:
     # --- the media stream ---
 
     def ws_url(self, stream_url: str) -> str:
-        """The loopback address of a ``wss://gw.example.test/…`` stream URL."""
+        """The loopback address of a stream URL on ``stream_origin``."""
         parts = urlsplit(stream_url)
-        assert parts.scheme == "wss" and parts.netloc == "gw.example.test", stream_url
-        return f"ws://127.0.0.1:{self.port}{parts.path}"
+        assert f"{parts.scheme}://{parts.netloc}" == self.stream_origin, stream_url
+        return f"ws://127.0.0.1:{self.stream_port}{parts.path}"
 
     def stream(
         self, stream_url: str, headers: dict[str, str] | None = None, *, telnyx: bool = False
@@ -293,18 +305,22 @@ class CarrierSocket:
             await self.closed.wait()
 
 
-@pytest.fixture
-async def gateway(tmp_path: Path) -> AsyncIterator[Gateway]:
+@pytest.fixture(params=["route", "listener"])
+async def gateway(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[Gateway]:
     """The gateway on loopback (see the module docstring)."""
+    on_listener = request.param == "listener"
     async with FakeCarrierApi() as carrier:
         url = f"sqlite://{tmp_path / 't.db'}"
         await open_database(url)
         port = free_port()
+        media_port = free_port() if on_listener else port
         settings = Settings(
             database_url=url,
             secret_key=generate_key(),
             agent_ready_timeout=2.0,
             public_url=PUBLIC_URL,
+            media_listen=HostPort("127.0.0.1", media_port) if on_listener else None,
+            media_url=MEDIA_URL if on_listener else None,
             twilio_api_url=carrier.url,
             telnyx_api_url=carrier.url,
         )
@@ -327,13 +343,27 @@ async def gateway(tmp_path: Path) -> AsyncIterator[Gateway]:
                         await asyncio.sleep(0.02)
             async with app.app_context():
                 hub = get_hub()
+            listener = await start_media_listener(settings, app, services)
+            assert (listener is not None) == on_listener
             created = await services.api_keys.create("acme", "test")
             account_id = created.key.account_id  # type: ignore[attr-defined]
             try:
                 yield Gateway(
-                    services, carrier, port, hub, account_id, Ed25519PrivateKey.generate(), http
+                    services,
+                    carrier,
+                    port,
+                    hub,
+                    account_id,
+                    Ed25519PrivateKey.generate(),
+                    http,
+                    stream_port=media_port,
+                    stream_origin=MEDIA_URL if on_listener else "wss://gw.example.test",
+                    listener=listener,
+                    app=app,
                 )
             finally:
+                if listener is not None:
+                    await listener.stop(5.0)
                 stop.set()
                 await asyncio.wait_for(server, 10)
                 await services.close()

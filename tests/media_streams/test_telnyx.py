@@ -64,7 +64,7 @@ async def test_texml_answer_is_a_bidirectional_rtp_stream(gateway: Gateway) -> N
     assert stream is not None
     assert stream.attrib["bidirectionalMode"] == "rtp"  # TeXML's default mp3 would not play
     assert stream.attrib["bidirectionalCodec"] == "PCMU"
-    assert stream.attrib["url"].startswith("wss://gw.example.test/v1/media/telnyx/")
+    assert stream.attrib["url"].startswith(f"{gateway.stream_origin}/v1/media/telnyx/")
     call = await Call.get(trunk_id=trunk.trunk.id)
     assert (call.carrier, call.sip_call_id, call.status) == ("telnyx", TELNYX_CALL, "ringing")
 
@@ -194,7 +194,7 @@ async def test_call_control_answers_streams_and_completes_on_hangup(gateway: Gat
     assert body["stream_bidirectional_mode"] == "rtp"
     assert body["stream_bidirectional_codec"] == "PCMU"
     assert body["stream_track"] == "inbound_track"
-    assert body["stream_url"].startswith("wss://gw.example.test/v1/media/telnyx/")
+    assert body["stream_url"].startswith(f"{gateway.stream_origin}/v1/media/telnyx/")
     call = await Call.get(trunk_id=trunk.trunk.id)
     assert base64.b64decode(body["client_state"]).decode() == call.id
     auth = body["stream_auth_token"]

@@ -18,7 +18,6 @@ from redis.asyncio import Redis
 from gateway.media_streams.tokens import RedisTicketStore
 from models import Call
 from tests.media_streams.conftest import (
-    PUBLIC_URL,
     Gateway,
     free_port,
     twilio_voice_form,
@@ -49,7 +48,7 @@ async def test_the_voice_webhook_is_answered_503(
 async def test_the_carrier_socket_is_refused_1008(
     redis_down: Gateway, caplog: pytest.LogCaptureFixture
 ) -> None:
-    url = f"{PUBLIC_URL.replace('https', 'wss')}/v1/media/twilio/{secrets.token_urlsafe(32)}"
+    url = f"{redis_down.stream_origin}/v1/media/twilio/{secrets.token_urlsafe(32)}"
     with caplog.at_level(logging.WARNING, logger="gateway.media_streams.session"):
         async with redis_down.stream(url) as carrier:
             await carrier.wait_closed()

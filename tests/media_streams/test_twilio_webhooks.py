@@ -39,7 +39,7 @@ async def test_voice_webhook_answers_connect_stream_with_context_parameters(
     assert stream is not None
     url = stream.attrib["url"]
     # wss on the public host, token in the path, no query (Twilio drops query strings).
-    assert url.startswith("wss://gw.example.test/v1/media/twilio/")
+    assert url.startswith(f"{gateway.stream_origin}/v1/media/twilio/")
     assert "?" not in url
     params = {p.attrib["name"]: p.attrib["value"] for p in stream.findall("Parameter")}
     assert params["from"] == CALLER and params["to"] == CALLED

@@ -1,0 +1,377 @@
+"""The media listener (``--media-listen``): what only it answers, and the WebSocket rules
+a carrier (or anything else) can test it with, over a real socket.
+
+The streams themselves (calls, marks, barge-in, refused tokens) run on it in every test of
+this folder through the ``gateway`` fixture's ``listener`` variant. Here: the HTTP it
+answers besides the upgrade, frames no library client would send (written with
+websockets' sans-I/O protocol, which leaves them as given), the closing handshake from
+both ends, its stop at shutdown, and TLS.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import ssl
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+from websockets.client import ClientProtocol
+from websockets.frames import Close, Frame, Opcode
+from websockets.http11 import Response
+from websockets.uri import parse_uri
+
+from gateway.drain import drain_calls
+from gateway.server import start_media_listener
+from gateway.settings import HostPort
+from models import Call
+from tests.ingress.media_streams.conftest import recorded_json
+from tests.media_streams.conftest import (
+    Gateway,
+    free_port,
+    poll,
+    stream_url_of,
+    twilio_voice_form,
+)
+from tests.media_streams.test_twilio_stream import answered, answered_stream_url, final_call
+from tests.sip_interop.support import tls_certificate
+
+on_listener = pytest.mark.parametrize("gateway", ["listener"], indirect=True)
+
+
+class FramePeer:
+    """A carrier's socket driven frame by frame through websockets' sans-I/O client."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader = reader
+        self.writer = writer
+        self.protocol: ClientProtocol | None = None
+        self.pending: list[Any] = []
+
+    @classmethod
+    async def open(cls, port: int, path: str) -> FramePeer:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        peer = cls(reader, writer)
+        protocol = ClientProtocol(parse_uri(f"ws://127.0.0.1:{port}{path}"))
+        peer.protocol = protocol
+        protocol.send_request(protocol.connect())
+        await peer._flush()
+        response = await peer.next_event()
+        assert isinstance(response, Response) and response.status_code == 101, response
+        return peer
+
+    async def _flush(self) -> None:
+        assert self.protocol is not None
+        for data in self.protocol.data_to_send():
+            if data:
+                self.writer.write(data)
+        await self.writer.drain()
+
+    async def send(self, frame: Frame) -> None:
+        assert self.protocol is not None
+        self.protocol.send_frame(frame)  # as given: no UTF-8 check, no fragment rules
+        await self._flush()
+
+    async def send_json(self, message: dict[str, Any]) -> None:
+        await self.send(Frame(Opcode.TEXT, json.dumps(message).encode()))
+
+    async def next_event(self, within: float = 5.0) -> Any:
+        """The next parsed event (the handshake response, then frames); None at EOF."""
+        assert self.protocol is not None
+        async with asyncio.timeout(within):
+            while not self.pending:
+                data = await self.reader.read(65536)
+                if data:
+                    self.protocol.receive_data(data)
+                else:
+                    self.protocol.receive_eof()
+                self.pending.extend(self.protocol.events_received())
+                await self._flush()  # the protocol answers a close frame by itself
+                if not data and not self.pending:
+                    return None
+        return self.pending.pop(0)
+
+    async def close_frame(self, within: float = 5.0) -> Close:
+        """Skip to the server's close frame and return it."""
+        while True:
+            event = await self.next_event(within)
+            assert event is not None, "the connection ended without a close frame"
+            if isinstance(event, Frame) and event.opcode is Opcode.CLOSE:
+                return Close.parse(event.data)
+
+    async def eof(self, within: float = 5.0) -> None:
+        """Until the server closes TCP (the frames before it are read and dropped)."""
+        while await self.next_event(within) is not None:
+            pass
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+async def http_get(port: int, path: str, headers: str = "") -> tuple[int, bytes]:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{headers}\r\n".encode())
+    await writer.drain()
+    async with asyncio.timeout(5):
+        answer = await reader.read()
+    writer.close()
+    status_line, _, rest = answer.partition(b"\r\n")
+    return int(status_line.split()[1]), rest.partition(b"\r\n\r\n")[2]
+
+
+def stream_path(url: str) -> str:
+    return "/" + url.split("/", 3)[3]
+
+
+@on_listener
+async def test_health_answer_and_what_is_not_a_stream(gateway: Gateway) -> None:
+    assert await http_get(gateway.stream_port, "/healthz") == (200, b"ok")
+    status, _ = await http_get(gateway.stream_port, "/v1/trunks")
+    assert status == 404
+    status, _ = await http_get(gateway.stream_port, "/v1/media/skype/" + "a" * 32)
+    assert status == 404
+    # A stream path without the upgrade headers: no WebSocket, no session.
+    status, _ = await http_get(gateway.stream_port, "/v1/media/twilio/" + "a" * 32)
+    assert 400 <= status < 500
+    assert gateway.hub.legs == {}
+
+
+async def test_a_fragmented_start_is_reassembled_and_the_call_runs(gateway: Gateway) -> None:
+    trunk = await gateway.trunk("tw-fragments")
+    url = await answered_stream_url(gateway, trunk.trunk.id)
+    connected, start, *media, stop = recorded_json("twilio_inbound_call.jsonl")
+    peer = await FramePeer.open(gateway.stream_port, stream_path(url))
+    try:
+        await peer.send_json(connected)
+        text = json.dumps(start).encode()
+        thirds = len(text) // 3
+        await peer.send(Frame(Opcode.TEXT, text[:thirds], fin=False))
+        await peer.send(Frame(Opcode.CONT, text[thirds : 2 * thirds], fin=False))
+        await peer.send(Frame(Opcode.CONT, text[2 * thirds :], fin=True))
+        await answered(trunk.trunk.id)
+        for message in media[:10]:
+            await peer.send_json(message)
+        # The echo agent's audio comes back as media messages on the same socket.
+        while True:
+            event = await peer.next_event()
+            assert isinstance(event, Frame), event
+            if event.opcode is Opcode.TEXT and json.loads(event.data)["event"] == "media":
+                break
+        await peer.send_json(stop)
+        assert (await peer.close_frame()).code == 1000
+        await peer.eof()
+    finally:
+        peer.close()
+    call = await final_call(trunk.trunk.id)
+    assert (call.status, call.disconnect_reason, call.blame) == (
+        "completed",
+        "hangup",
+        "caller",
+    )
+
+
+@on_listener  # Hypercorn's route drops the connection without a close frame
+async def test_invalid_utf8_in_a_text_message_fails_the_stream_1007(gateway: Gateway) -> None:
+    trunk = await gateway.trunk("tw-utf8")
+    url = await answered_stream_url(gateway, trunk.trunk.id)
+    connected, start, *_ = recorded_json("twilio_inbound_call.jsonl")
+    peer = await FramePeer.open(gateway.stream_port, stream_path(url))
+    try:
+        await peer.send_json(connected)
+        await peer.send_json(start)
+        await answered(trunk.trunk.id)
+        await peer.send(Frame(Opcode.TEXT, b'{"event": "media", "x": "\xff\xfe"}'))
+        # RFC 6455 §8.1: invalid UTF-8 in a text message fails the connection with 1007.
+        assert (await peer.close_frame()).code == 1007
+        await peer.eof()
+    finally:
+        peer.close()
+    call = await final_call(trunk.trunk.id)
+    assert call.status == "completed" and call.blame == "caller"
+
+
+@on_listener
+async def test_an_oversized_message_is_refused_1009(gateway: Gateway) -> None:
+    trunk = await gateway.trunk("tw-big")
+    url = await answered_stream_url(gateway, trunk.trunk.id)
+    peer = await FramePeer.open(gateway.stream_port, stream_path(url))
+    try:
+        await peer.send(Frame(Opcode.TEXT, b"x" * (64 * 1024 + 1)))
+        assert (await peer.close_frame()).code == 1009
+        await peer.eof()
+    finally:
+        peer.close()
+    assert gateway.hub.legs == {}
+    # The stream never started: the call is not left ringing forever (the status callback
+    # or the token's expiry ends it), and no session is left running on the listener.
+    assert gateway.listener is not None
+    await poll(lambda: not gateway.listener._sessions)  # noqa: SLF001 - its only trace
+
+
+@on_listener
+async def test_a_continuation_of_no_message_fails_the_stream_1002(gateway: Gateway) -> None:
+    trunk = await gateway.trunk("tw-cont")
+    url = await answered_stream_url(gateway, trunk.trunk.id)
+    peer = await FramePeer.open(gateway.stream_port, stream_path(url))
+    try:
+        await peer.send(Frame(Opcode.CONT, b"orphan", fin=True))
+        assert (await peer.close_frame()).code == 1002  # RFC 6455 §5.4
+        await peer.eof()
+    finally:
+        peer.close()
+
+
+async def test_the_carrier_closing_ends_the_call_and_the_server_closes_tcp(
+    gateway: Gateway,
+) -> None:
+    trunk = await gateway.trunk("tw-close")
+    url = await answered_stream_url(gateway, trunk.trunk.id)
+    connected, start, *_ = recorded_json("twilio_inbound_call.jsonl")
+    peer = await FramePeer.open(gateway.stream_port, stream_path(url))
+    try:
+        await peer.send_json(connected)
+        await peer.send_json(start)
+        await answered(trunk.trunk.id)
+        assert peer.protocol is not None
+        peer.protocol.send_close(1000, "bye")
+        await peer._flush()  # noqa: SLF001
+        # The close is answered with the same code, then TCP is closed by the server
+        # (RFC 6455 §7.1.1), not left for the carrier to time out.
+        assert (await peer.close_frame()).code == 1000
+        await peer.eof()
+    finally:
+        peer.close()
+    call = await final_call(trunk.trunk.id)
+    assert (call.status, call.disconnect_reason, call.blame) == (
+        "completed",
+        "hangup",
+        "caller",
+    )
+
+
+@on_listener
+async def test_shutdown_drains_then_stops_the_listener(gateway: Gateway) -> None:
+    """As ``run_server`` shuts down: the drain ends the calls (reason ``shutdown``), then
+    the listener stops; the carrier sees a normal close and the record is complete."""
+    trunk = await gateway.trunk("tw-stop")
+    url = await answered_stream_url(gateway, trunk.trunk.id)
+    connected, start, *_ = recorded_json("twilio_inbound_call.jsonl")
+    async with gateway.stream(url) as carrier:
+        await carrier.send(connected)
+        await carrier.send(start)
+        await answered(trunk.trunk.id)
+        services = gateway.services
+        await drain_calls(services.drain, services.runner, deadline_s=0.0)
+        assert gateway.listener is not None
+        await gateway.listener.stop(5.0)
+        await carrier.wait_closed()
+        assert carrier.close_code == 1000
+    call = await final_call(trunk.trunk.id)
+    assert (call.status, call.disconnect_reason, call.blame) == ("completed", "shutdown", "system")
+    assert gateway.hub.legs == {}
+    with pytest.raises(OSError):  # stopped: the port takes no new connection
+        await asyncio.open_connection("127.0.0.1", gateway.stream_port)
+
+
+@on_listener
+async def test_stop_cuts_streams_that_outlive_the_grace(gateway: Gateway) -> None:
+    """A session still running after the grace (no drain ran) is cancelled; its call
+    still gets a complete record and the carrier a close frame."""
+    trunk = await gateway.trunk("tw-cut")
+    url = await answered_stream_url(gateway, trunk.trunk.id)
+    connected, start, *_ = recorded_json("twilio_inbound_call.jsonl")
+    async with gateway.stream(url) as carrier:
+        await carrier.send(connected)
+        await carrier.send(start)
+        await answered(trunk.trunk.id)
+        assert gateway.listener is not None
+        await gateway.listener.stop(0.2)
+        await carrier.wait_closed()
+        assert carrier.close_code == 1000
+    call = await final_call(trunk.trunk.id)
+    assert call.status == "completed" and call.end_time is not None
+    assert gateway.hub.legs == {}
+
+
+@on_listener
+async def test_with_http_tls_the_listener_serves_wss(gateway: Gateway, tmp_path: Path) -> None:
+    cert, key = tls_certificate(tmp_path)
+    settings = replace(
+        gateway.services.settings,
+        http_tls=True,
+        tls_cert=cert,
+        tls_key=key,
+        media_listen=HostPort("127.0.0.1", free_port()),
+    )
+    assert gateway.app is not None
+    listener = await start_media_listener(settings, gateway.app, gateway.services)
+    assert listener is not None
+    try:
+        port = listener.addresses[0][1]
+        client = ssl.create_default_context(cafile=str(cert))
+        reader, writer = await asyncio.open_connection("127.0.0.1", port, ssl=client)
+        writer.write(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        async with asyncio.timeout(5):
+            answer = await reader.read()
+        writer.close()
+        assert answer.startswith(b"HTTP/1.1 200") and answer.endswith(b"ok")
+        # Plain TCP to a TLS port gets no HTTP answer.
+        assert (await http_get_or_none(port)) is None
+    finally:
+        await listener.stop(1.0)
+
+
+async def http_get_or_none(port: int) -> int | None:
+    try:
+        return (await http_get(port, "/healthz"))[0]
+    except (ValueError, IndexError, ConnectionError):
+        return None
+
+
+@on_listener
+async def test_a_taken_port_is_reported_and_the_gateway_goes_on(
+    gateway: Gateway, capsys: pytest.CaptureFixture[str]
+) -> None:
+    settings = replace(
+        gateway.services.settings, media_listen=HostPort("127.0.0.1", gateway.stream_port)
+    )
+    assert gateway.app is not None
+    assert await start_media_listener(settings, gateway.app, gateway.services) is None
+    assert f"media-stream listener 127.0.0.1:{gateway.stream_port} not started" in (
+        capsys.readouterr().err
+    )
+
+
+@on_listener
+async def test_ten_streams_at_once_each_with_its_own_call_and_record(gateway: Gateway) -> None:
+    trunk = await gateway.trunk("tw-many")
+    connected, start, *_, stop = recorded_json("twilio_inbound_call.jsonl")
+    peers: list[FramePeer] = []
+    try:
+        for i in range(10):
+            call_sid = f"CA{i:032d}"
+            form = twilio_voice_form(call_sid)
+            response = await gateway.twilio_post("voice", trunk.trunk.id, form)
+            url = stream_url_of(response.text)
+            peer = await FramePeer.open(gateway.stream_port, stream_path(url))
+            peers.append(peer)
+            await peer.send_json(connected)
+            await peer.send_json({**start, "start": {**start["start"], "callSid": call_sid}})
+        await poll(lambda: len(gateway.hub.legs) == 10)
+        for i, peer in enumerate(peers):
+            await peer.send_json({**stop, "stop": {**stop["stop"], "callSid": f"CA{i:032d}"}})
+        for peer in peers:
+            assert (await peer.close_frame()).code == 1000
+    finally:
+        for peer in peers:
+            peer.close()
+    await poll(lambda: not gateway.hub.legs)
+    async with asyncio.timeout(5):
+        while True:
+            calls = await Call.filter(trunk_id=trunk.trunk.id)
+            if len(calls) == 10 and all(c.status == "completed" for c in calls):
+                break
+            await asyncio.sleep(0.02)
+    assert sorted(c.sip_call_id for c in calls) == [f"CA{i:032d}" for i in range(10)]
