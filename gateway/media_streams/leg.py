@@ -67,6 +67,8 @@ logger = logging.getLogger(__name__)
 
 _EPSILON_S = 1e-4  # timers may fire a hair early (asyncio's clock resolution)
 SendText = Callable[[str], Awaitable[None]]
+# Writes one text message now if the socket can take it without waiting; False if not.
+WriteNow = Callable[[str], bool]
 HangUp = Callable[[CallEnd], Awaitable[None]]
 
 
@@ -172,7 +174,10 @@ class MediaStreamLeg:
 
     ``send`` writes one text message to the socket; ``hang_up`` ends the call through the
     carrier's REST API (``carrier_api``) and is called at most once, only if the carrier
-    has not already stopped the stream.
+    has not already stopped the stream. ``write_now``, where the socket has one (the media
+    listener's), writes a message in the caller's own callback when nothing is queued and
+    the socket is not congested: no writer task wakes per message. The writer task still
+    takes whatever it declines, in order.
     """
 
     def __init__(
@@ -182,6 +187,7 @@ class MediaStreamLeg:
         started: StreamStarted,
         context: CallContext,
         send: SendText,
+        write_now: WriteNow | None = None,
         hang_up: HangUp | None = None,
         outbound_format: AudioFormat | None = None,
         frame_ms: int = 20,
@@ -193,6 +199,7 @@ class MediaStreamLeg:
         self._started = started
         self._context = context
         self._send = send
+        self._write_now = write_now
         self._hang_up = hang_up
         self._format = started.media_format
         target = outbound_format or self._format
@@ -468,6 +475,8 @@ class MediaStreamLeg:
         except MediaStreamStateError as exc:
             logger.debug("call_id=%s %s not sent: %s", self._context.call_id, kind, exc)
             return False
+        if not self._outbox and self._write_now is not None and self._write_now(text):
+            return True
         self._outbox.append(text)
         self._drained.clear()
         self._wake_writer.set()

@@ -65,10 +65,27 @@ HANDSHAKE_TIMEOUT_S: Final = 5.0
 
 
 class CarrierStream:
-    """``session.StreamSocket`` over an ``AgentSocket``: what ``run_media_stream`` reads."""
+    """``session.PushStreamSocket`` over an ``AgentSocket``: what ``run_media_stream`` serves.
+
+    After ``start`` the session takes each message in the socket's read callback
+    (``set_handler``) and the leg writes without waiting when the socket can take it
+    (``write_now``): no task wakes per message, as on the agent side."""
 
     def __init__(self, socket: AgentSocket) -> None:
         self.socket = socket
+        self.set_handler = socket.set_handler
+
+    @property
+    def lost(self) -> asyncio.Future[None]:
+        return self.socket.lost
+
+    def write_now(self, data: str) -> bool:
+        """Write ``data`` now, unless the socket is congested or closing (then False)."""
+        socket = self.socket
+        if socket.congested or not socket.open:
+            return False
+        socket.write(data)
+        return True
 
     async def accept(self) -> None:
         """Nothing to do: picows sent the 101 before the session began."""

@@ -22,7 +22,7 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from gateway.media_streams.carrier_api import CarrierApi, CarrierApiError
 from gateway.media_streams.leg import MediaStreamLeg
@@ -52,6 +52,7 @@ if TYPE_CHECKING:
 __all__ = [
     "POLICY_VIOLATION",
     "MediaStreamHub",
+    "PushStreamSocket",
     "StreamSocket",
     "carrier_hang_up",
     "run_media_stream",
@@ -61,6 +62,7 @@ logger = logging.getLogger(__name__)
 
 POLICY_VIOLATION = 1008  # RFC 6455 §7.4.1
 NORMAL_CLOSURE = 1000
+INTERNAL_ERROR = 1011  # RFC 6455 §7.4.1
 TELNYX_AUTH_HEADER = "x-telnyx-streaming-auth-token"
 _RUN_WIND_DOWN_S = 10.0  # bridge teardown: agent close and hang-up are bounded inside
 
@@ -75,6 +77,20 @@ class StreamSocket(Protocol):
     async def send(self, data: str) -> None: ...
 
     async def close(self, code: int, reason: str = "") -> None: ...
+
+
+@runtime_checkable
+class PushStreamSocket(StreamSocket, Protocol):
+    """A socket that hands each message over in its own read callback, and writes without
+    waiting when it can (the media listener's, ``listener.CarrierStream``): no task wakes
+    per message either way."""
+
+    @property
+    def lost(self) -> asyncio.Future[None]: ...
+
+    def set_handler(self, handler: Callable[[str | bytes], None] | None) -> None: ...
+
+    def write_now(self, data: str) -> bool: ...
 
 
 @dataclass
@@ -224,6 +240,7 @@ async def run_media_stream(
         started=started,
         context=context,
         send=ws.send,
+        write_now=ws.write_now if isinstance(ws, PushStreamSocket) else None,
         hang_up=carrier_hang_up(hub.api, trunk, ticket),
         outbound_format=outbound,
     )
@@ -252,7 +269,10 @@ async def run_media_stream(
         ),
         name=f"media-stream-call-{ticket.call_id}",
     )
-    reader = loop.create_task(_read(ws, codec, leg), name=f"media-stream-reader-{ticket.call_id}")
+    reading = (
+        _read_pushed(ws, codec, leg) if isinstance(ws, PushStreamSocket) else _read(ws, codec, leg)
+    )
+    reader = loop.create_task(reading, name=f"media-stream-reader-{ticket.call_id}")
     close_code = NORMAL_CLOSURE
     try:
         await asyncio.wait({run, reader}, return_when=asyncio.FIRST_COMPLETED)
@@ -353,6 +373,60 @@ async def _read(ws: StreamSocket, codec: MediaStreamCodec, leg: MediaStreamLeg) 
         for event in events:
             leg.receive(event)
     return NORMAL_CLOSURE
+
+
+async def _read_pushed(ws: PushStreamSocket, codec: MediaStreamCodec, leg: MediaStreamLeg) -> int:
+    """``_read`` for a socket that pushes: each message is decoded and handed to the leg in
+    the socket's read callback. The close code once the stream ends, as ``_read``'s."""
+    loop = asyncio.get_running_loop()
+    outcome: asyncio.Future[int] = loop.create_future()
+
+    def finish(code: int) -> None:
+        if not outcome.done():
+            ws.set_handler(None)  # what still arrives waits in the socket, unread
+            outcome.set_result(code)
+
+    def on_message(message: str | bytes) -> None:
+        try:
+            events = codec.decode(message, received_at=loop.time())
+        except MediaStreamProtocolError as exc:
+            leg.carrier_closed(
+                CallEnd(
+                    DisconnectReason.CARRIER_ERROR,
+                    Blame.CARRIER,
+                    f"The carrier sent a malformed media-stream message: {exc}"[:500],
+                )
+            )
+            finish(POLICY_VIOLATION)
+            return
+        try:
+            for event in events:
+                leg.receive(event)
+        except Exception:
+            # Our bug, in the socket's callback: end this call, not the process's reading.
+            logger.exception("call_id=%s media-stream event failed", leg.context.call_id)
+            leg.carrier_closed(
+                CallEnd(DisconnectReason.SYSTEM_ERROR, Blame.SYSTEM, "Telepath failed the call")
+            )
+            finish(INTERNAL_ERROR)
+            return
+        if leg.ended:
+            finish(NORMAL_CLOSURE)
+
+    def on_lost(_: asyncio.Future[None]) -> None:
+        if not outcome.done():
+            leg.carrier_closed(
+                CallEnd.caller_hangup("The carrier closed the media stream: the call ended")
+            )
+            finish(NORMAL_CLOSURE)
+
+    ws.lost.add_done_callback(on_lost)
+    try:
+        ws.set_handler(on_message)  # the messages already waiting go first, in order
+        return await outcome
+    finally:
+        ws.lost.remove_done_callback(on_lost)
+        ws.set_handler(None)
 
 
 def _carrier_headers(carrier: Carrier, started: StreamStarted) -> dict[str, str]:
