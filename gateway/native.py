@@ -78,6 +78,13 @@ COMPILED: tuple[str, ...] = (
     # cannot inherit from a compiled one.
     "providers.openai_realtime.session",
     "providers.elevenlabs.session",
+    # The media-stream path: the carriers' codecs and the leg.
+    "ingress.media_streams.errors",
+    "ingress.media_streams.events",
+    "ingress.media_streams.stream_codec",
+    "ingress.media_streams.twilio",
+    "ingress.media_streams.telnyx",
+    "gateway.media_streams.leg",
 )
 
 # The shared library that holds them all (mypyc's group), inside the gateway package so

@@ -103,8 +103,11 @@ _COUNTER = re.compile(r"[0-9]{1,15}")
 _MAX_ID_CHARS: Final = 512
 
 
-def parse_json_object(text: str | bytes, *, max_chars: int) -> JsonObject:
-    """Parse one WebSocket text message into a JSON object, within ``max_chars``."""
+def parse_json_object(text: object, *, max_chars: int) -> JsonObject:
+    """Parse one WebSocket text message into a JSON object, within ``max_chars``.
+
+    ``text`` is typed ``object`` because anything else is refused here, as a protocol
+    error, before compiled code would refuse it with a ``TypeError``."""
     if not isinstance(text, str | bytes):
         raise MediaStreamProtocolError(f"message is {type(text).__name__}, not text")
     if len(text) > max_chars:

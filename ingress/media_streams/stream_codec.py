@@ -62,7 +62,7 @@ class StreamCodecBase:
 
     # --- inbound ------------------------------------------------------------------------
 
-    def _open(self, text: str | bytes) -> tuple[JsonObject, str] | None:
+    def _open(self, text: object) -> tuple[JsonObject, str] | None:
         """Parse and count one message: its object and ``event``, or ``None`` after stop."""
         message = parse_json_object(text, max_chars=self.max_message_chars)
         self.stats.messages += 1
@@ -104,12 +104,16 @@ class StreamCodecBase:
 
     # --- outbound -----------------------------------------------------------------------
 
-    def _check_media(self, payload: bytes) -> str:
-        """The stream id for an outbound ``media`` message, once ``payload`` is checked."""
-        stream_id = self._outbound_stream_id()
-        if not isinstance(payload, bytes | bytearray | memoryview) or not payload:
-            raise MediaStreamStateError(f"{self._where} media payload must be non-empty bytes")
-        return stream_id
+    def _media_payload(self, payload: object) -> bytes:
+        """``payload`` as the bytes of an outbound ``media`` message, once checked.
+
+        Typed ``object``: the check is the contract, and compiled code (gateway/native.py)
+        would otherwise refuse a wrong type with its own ``TypeError`` before it."""
+        if isinstance(payload, bytes) and payload:
+            return payload
+        if isinstance(payload, (bytearray, memoryview)) and payload:
+            return bytes(payload)
+        raise MediaStreamStateError(f"{self._where} media payload must be non-empty bytes")
 
     def _media_message(self, stream_id: str, data: bytes) -> str:
         # What dumps() would write, formatted directly: one per 20 ms frame. Only the

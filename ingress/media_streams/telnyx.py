@@ -152,13 +152,11 @@ class TelnyxStreamCodec(StreamCodecBase):
 
     # --- inbound ------------------------------------------------------------------------
 
-    def decode(
-        self, text: str | bytes, *, received_at: float | None = None
-    ) -> list[MediaStreamEvent]:
+    def decode(self, text: object, *, received_at: float | None = None) -> list[MediaStreamEvent]:
         """Decode one WebSocket text message from Telnyx into events (often one, or none).
 
         Raises ``MediaStreamProtocolError`` (or ``UnsupportedMediaFormatError``) for any
-        message that is malformed or out of place.
+        message that is malformed or out of place, and for anything that is not text.
         """
         opened = self._open(text)
         if opened is None:
@@ -298,14 +296,14 @@ class TelnyxStreamCodec(StreamCodecBase):
     # bidirectional mode is on) after start; the messages include the id as other
     # implementations do, so a frame can always be traced to its stream.
 
-    def encode_media(self, payload: bytes) -> str:
+    def encode_media(self, payload: object) -> str:
         """A ``media`` message with raw ``outbound_format`` bytes (no RTP header).
 
         TX-MS: chunks of "20 milliseconds to 30 seconds"; played in order. L16 is given
         little-endian (our ``Encoding.L16``) and sent in the wire byte order.
         """
-        stream_id = self._check_media(payload)
-        data = bytes(payload)
+        stream_id = self._outbound_stream_id()
+        data = self._media_payload(payload)
         if self.outbound_format.encoding is Encoding.L16:
             if len(data) % 2:
                 raise MediaStreamStateError("an L16 payload needs an even number of bytes")

@@ -91,14 +91,12 @@ class TwilioStreamCodec(StreamCodecBase):
 
     # --- inbound ------------------------------------------------------------------------
 
-    def decode(
-        self, text: str | bytes, *, received_at: float | None = None
-    ) -> list[MediaStreamEvent]:
+    def decode(self, text: object, *, received_at: float | None = None) -> list[MediaStreamEvent]:
         """Decode one WebSocket text message from Twilio into events (often one, or none).
 
         ``received_at`` (monotonic seconds, from the I/O shell) is stamped on audio frames.
         Raises ``MediaStreamProtocolError`` (or ``UnsupportedMediaFormatError``) for any
-        message that is malformed or out of place.
+        message that is malformed or out of place, and for anything that is not text.
         """
         opened = self._open(text)
         if opened is None:
@@ -196,12 +194,13 @@ class TwilioStreamCodec(StreamCodecBase):
 
     # --- outbound -----------------------------------------------------------------------
 
-    def encode_media(self, payload: bytes) -> str:
+    def encode_media(self, payload: object) -> str:
         """A ``media`` message playing ``payload``: raw µ-law 8 kHz bytes, no file header.
 
         TW-WSM: "The media messages are buffered and played in the order received."
         """
-        return self._media_message(self._check_media(payload), payload)
+        stream_id = self._outbound_stream_id()
+        return self._media_message(stream_id, self._media_payload(payload))
 
     def encode_frame(self, frame: AudioFrame) -> str:
         """``encode_media`` for a frame, which must already be PCMU 8 kHz (Twilio's only format)."""
