@@ -161,7 +161,7 @@ _SERVE_FLAGS: dict[str, tuple[str, str]] = {
     "media_listen": (
         "TELEPATH_MEDIA_LISTEN",
         "carrier media-stream WebSockets on a listener of their own, HOST:PORT (optional; "
-        "several times cheaper per call than --http, see docs/media-listener.md)",
+        "about 2.5 times less CPU per stream than on --http, see docs/media-listener.md)",
     ),
     "media_url": (
         "TELEPATH_MEDIA_URL",
