@@ -203,6 +203,8 @@ async def run_server(settings: Settings) -> None:
                 if not await shutdown_step("HTTP server", asyncio.shield(http), bound):
                     http.cancel()
         finally:
+            if media is not None:  # stopped after the drain already, unless HTTP failed
+                await shutdown_step("media-stream listener", media.stop(MEDIA_STREAMS_GRACE_S))
             if sip is not None:
                 await shutdown_step("SIP calls and listeners", sip.stop())
     finally:

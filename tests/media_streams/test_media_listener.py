@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 import ssl
+import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -29,6 +31,7 @@ from gateway.settings import HostPort
 from models import Call
 from tests.ingress.media_streams.conftest import recorded_json
 from tests.media_streams.conftest import (
+    MEDIA_URL,
     Gateway,
     free_port,
     poll,
@@ -375,3 +378,79 @@ async def test_ten_streams_at_once_each_with_its_own_call_and_record(gateway: Ga
                 break
             await asyncio.sleep(0.02)
     assert sorted(c.sip_call_id for c in calls) == [f"CA{i:032d}" for i in range(10)]
+
+
+@pytest.mark.slow
+def test_a_live_node_serves_streams_on_the_listener_and_drains_them(tmp_path: Path) -> None:
+    """``telepath serve --media-listen``: the TwiML names ``--media-url``, the stream runs
+    on the listener, and SIGTERM drains it like a SIP call: the call goes on until the
+    second signal, then ends with reason ``shutdown`` and the carrier sees a normal close
+    before the process exits."""
+    from twilio.request_validator import RequestValidator
+    from websockets.exceptions import ConnectionClosed
+    from websockets.sync.client import connect as sync_connect
+
+    from tests.media_streams.conftest import TWILIO_TOKEN
+    from tests.scaleout.test_drain import _calls
+    from tests.sip_interop.support import free_udp_port, rtp_range
+    from tests.support.live_server import live_server
+
+    media_port = free_port()
+    low, high = rtp_range(40)
+    args = [
+        *("--sip", f"127.0.0.1:{free_udp_port()}", "--rtp-ports", f"{low}-{high}"),
+        *("--public-url", "https://gw.example.test"),
+        *("--media-listen", f"127.0.0.1:{media_port}", "--media-url", MEDIA_URL),
+        *("--drain-timeout", "600"),
+    ]
+    with live_server(f"sqlite://{tmp_path / 'telepath.db'}", args=args) as server:
+        api = server.session(server.api_key())
+        body = {
+            "name": "streams",
+            "ai_provider": "echo",
+            "sip_username": "streams",
+            "twilio_auth_token": TWILIO_TOKEN,
+            "provider_config": {"delay_ms": 0},
+        }
+        created = api.post(server.url + "/v1/trunks", json=body, timeout=10)
+        assert created.status_code == 201, created.text
+        trunk_id = created.json()["id"]
+        path = f"/v1/carriers/twilio/voice/{trunk_id}"
+        form = twilio_voice_form()
+        signature = RequestValidator(TWILIO_TOKEN).compute_signature(
+            "https://gw.example.test" + path, form
+        )
+        answer = api.post(
+            server.url + path, data=form, headers={"X-Twilio-Signature": signature}, timeout=10
+        )
+        assert answer.status_code == 200, answer.text
+        url = stream_url_of(answer.text)
+        assert url.startswith(f"{MEDIA_URL}/v1/media/twilio/")
+        connected, start, *media, _ = recorded_json("twilio_inbound_call.jsonl")
+        with sync_connect(f"ws://127.0.0.1:{media_port}{stream_path(url)}") as ws:
+            ws.send(json.dumps(connected))
+            ws.send(json.dumps(start))
+            deadline = time.monotonic() + 10  # answered: caller audio before it is dropped
+            while (
+                api.get(server.url + "/v1/calls", timeout=10).json()["data"][0]["status"]
+                != "in-progress"
+            ):
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
+            for message in media:
+                ws.send(json.dumps(message))
+            echoed = json.loads(ws.recv(timeout=10))  # the echo agent's audio comes back
+            assert echoed["event"] in ("media", "mark"), echoed
+
+            server.process.send_signal(signal.SIGTERM)
+            time.sleep(0.5)
+            assert server.process.poll() is None  # the call keeps the node up
+            ws.send(json.dumps(media[0]))  # and its stream still takes audio
+
+            server.process.send_signal(signal.SIGTERM)  # hurry: the call ends now
+            with pytest.raises(ConnectionClosed) as closed:
+                while True:
+                    ws.recv(timeout=20)
+            assert closed.value.rcvd is not None and closed.value.rcvd.code == 1000
+        assert server.process.wait(timeout=30) == 0
+    assert _calls(tmp_path / "telepath.db") == [("completed", "shutdown", "system", True)]
