@@ -11,6 +11,10 @@ marks echoed at once (a carrier that plays instantly), and ``stop`` at the end.
 Same output as bench/sip_load.py (``READY``/``DONE`` lines, one JSON file); ``setup`` is
 webhook sent → first ``media`` from the gateway, and the "RTP" statistics are those of
 the gateway's ``media`` messages, numbered in arrival order (they carry no timestamp).
+
+The sockets are picows' (as bench/fake_agent.py's), driven from its frame callbacks with
+orjson: at 50 streams websockets' asyncio client, one task per message sent, took more of
+the machine's two cores than the gateway's streams did (docs/performance.md).
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import argparse
 import array
 import asyncio
 import base64
+import contextlib
 import html
 import json
 import os
@@ -32,10 +37,10 @@ from typing import Any
 from urllib.parse import urlencode, urlsplit
 
 import httpx
+import orjson
 import uvloop
+from picows import WSCloseCode, WSError, WSListener, WSMsgType, WSTransport, ws_connect
 from twilio.request_validator import RequestValidator
-from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed
 
 from bench.marker import FRAME_MS, pcmu_payload
 from bench.sip_load import SAMPLES_PER_FRAME, RtpReceived
@@ -52,7 +57,7 @@ class Stream:
     status: int = 0
     setup_start: int = 0
     setup_end: int = 0
-    ws: ClientConnection | None = None
+    ws: WSTransport | None = None
     sent: array.array[int] = field(default_factory=lambda: array.array("q"))
     received: RtpReceived = field(default_factory=RtpReceived)
     sequence: int = 1
@@ -94,9 +99,9 @@ async def open_stream(stream: Stream, args: argparse.Namespace, http: httpx.Asyn
     target = f"ws://{args.stream_to or urlsplit(args.http).netloc}{stream_url.path}" + (
         f"?{stream_url.query}" if stream_url.query else ""
     )
-    ws = await connect(target, compression=None, max_queue=None)
+    ws, _ = await ws_connect(lambda: CarrierEnd(stream), target, use_aiofastnet=False)
     stream.ws = ws
-    await ws.send(json.dumps({"event": "connected", "protocol": "Call", "version": "1.0.0"}))
+    send(ws, {"event": "connected", "protocol": "Call", "version": "1.0.0"})
     start = {
         "accountSid": ACCOUNT_SID,
         "streamSid": stream.stream_sid,
@@ -105,50 +110,54 @@ async def open_stream(stream: Stream, args: argparse.Namespace, http: httpx.Asyn
         "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1},
         "customParameters": {"bench_id": stream.bench_id},
     }
-    await ws.send(
-        json.dumps(
-            {
-                "event": "start",
-                "sequenceNumber": "1",
-                "start": start,
-                "streamSid": stream.stream_sid,
-            }
-        )
+    send(
+        ws,
+        {"event": "start", "sequenceNumber": "1", "start": start, "streamSid": stream.stream_sid},
     )
 
 
-async def read_stream(stream: Stream) -> None:
-    """The gateway's messages: time the media, echo the marks."""
-    ws = stream.ws
-    assert ws is not None
-    count = 0
-    try:
-        async for message in ws:
-            now = time.monotonic_ns()
-            event = json.loads(message)
-            kind = event.get("event")
-            if kind == "media":
-                if not stream.setup_end:
-                    stream.setup_end = now
-                stream.received.update(count * SAMPLES_PER_FRAME, now)
-                count += 1
-            elif kind == "mark":
-                # A carrier that plays at once: the mark is reached now (Twilio echoes it
-                # when the audio before it has played).
-                stream.sequence += 1
-                await ws.send(
-                    json.dumps(
-                        {
-                            "event": "mark",
-                            "sequenceNumber": str(stream.sequence),
-                            "streamSid": stream.stream_sid,
-                            "mark": event.get("mark", {}),
-                        }
-                    )
-                )
-    except ConnectionClosed:
-        pass
-    stream.ended_by_gateway = True
+def send(ws: WSTransport, message: dict[str, Any]) -> None:
+    ws.send(WSMsgType.TEXT, orjson.dumps(message))
+
+
+class CarrierEnd(WSListener):
+    """The gateway's messages, in picows' frame callback: time the media, echo the marks."""
+
+    def __init__(self, stream: Stream) -> None:
+        super().__init__()
+        self.stream = stream
+        self.count = 0
+
+    def on_ws_frame(self, transport: WSTransport, frame: Any) -> None:
+        stream = self.stream
+        if frame.msg_type == WSMsgType.CLOSE:
+            transport.send_close(WSCloseCode.OK)
+            transport.disconnect()
+            return
+        if frame.msg_type != WSMsgType.TEXT:
+            return
+        now = time.monotonic_ns()
+        event = orjson.loads(frame.get_payload_as_bytes())
+        kind = event.get("event")
+        if kind == "media":
+            if not stream.setup_end:
+                stream.setup_end = now
+            stream.received.update(self.count * SAMPLES_PER_FRAME, now)
+            self.count += 1
+        elif kind == "mark":
+            # A carrier that plays at once: the mark is reached now (Twilio echoes it
+            # when the audio before it has played).
+            stream.sequence += 1
+            mark = {
+                "event": "mark",
+                "sequenceNumber": str(stream.sequence),
+                "streamSid": stream.stream_sid,
+                "mark": event.get("mark", {}),
+            }
+            send(transport, mark)
+
+    def on_ws_disconnected(self, transport: WSTransport) -> None:
+        self.stream.ended_by_gateway = True
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -172,7 +181,6 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     loop.add_reader(sys.stdin.fileno(), on_stdin)
     loop.call_later(args.max_seconds, stop.set)
     active: list[Stream] = []
-    readers: list[asyncio.Task[None]] = []
 
     t0 = loop.time()
     ticks = 0
@@ -185,7 +193,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 continue
             index = len(stream.sent)
             stream.sequence += 1
-            message = json.dumps(
+            message = orjson.dumps(
                 {
                     "event": "media",
                     "sequenceNumber": str(stream.sequence),
@@ -199,27 +207,24 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 }
             )
             stream.sent.append(time.monotonic_ns())
-            readers.append(asyncio.ensure_future(ws.send(message)))
-        readers[:] = [r for r in readers if not r.done()]
+            ws.send(WSMsgType.TEXT, message)
         ticks += 1
         if not stop.is_set():
             loop.call_at(t0 + ticks * FRAME_MS / 1000, tick)
 
     loop.call_at(t0, tick)
     gate = asyncio.Semaphore(args.setup_concurrency)
-    reading: list[asyncio.Task[None]] = []
     async with httpx.AsyncClient(timeout=30) as http:
 
         async def one(stream: Stream) -> None:
             async with gate:
                 try:
                     await open_stream(stream, args, http)
-                except (OSError, httpx.HTTPError, ConnectionClosed, TimeoutError):
+                except (OSError, httpx.HTTPError, WSError, TimeoutError):
                     stream.status = 599
                     return
             if stream.ws is not None:
                 active.append(stream)
-                reading.append(asyncio.create_task(read_stream(stream)))
 
         await asyncio.gather(*(one(s) for s in streams))
     ok = sum(1 for s in streams if s.ws is not None)
@@ -235,14 +240,14 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 "stop": {"accountSid": ACCOUNT_SID, "callSid": stream.call_sid},
                 "streamSid": stream.stream_sid,
             }
-            try:
-                await stream.ws.send(json.dumps(stop_message))
+            send(stream.ws, stop_message)
+            stream.ws.send_close(WSCloseCode.OK)
+    for stream in streams:
+        if stream.ws is not None:
+            # Raises what picows failed the connection with, if it did: not ours to report.
+            with contextlib.suppress(Exception):
                 async with asyncio.timeout(5):
-                    await stream.ws.close()
-            except (ConnectionClosed, TimeoutError):
-                pass
-    for task in reading:
-        task.cancel()
+                    await stream.ws.wait_disconnected()
     return {
         "pid": os.getpid(),
         "calls": [

@@ -65,6 +65,7 @@ NORMAL_CLOSURE = 1000
 INTERNAL_ERROR = 1011  # RFC 6455 §7.4.1
 TELNYX_AUTH_HEADER = "x-telnyx-streaming-auth-token"
 _RUN_WIND_DOWN_S = 10.0  # bridge teardown: agent close and hang-up are bounded inside
+_CARRIER_CLOSED = CallEnd.caller_hangup("The carrier closed the media stream: the call ended")
 
 
 class StreamSocket(Protocol):
@@ -282,9 +283,7 @@ async def run_media_stream(
         # Quart cancels this handler when the carrier disconnects: the call still ends
         # cleanly (blamed on the caller) and its record is written before we return.
         if not leg.ended:
-            leg.carrier_closed(
-                CallEnd.caller_hangup("The carrier closed the media stream: the call ended")
-            )
+            leg.carrier_closed(_CARRIER_CLOSED)
         if not reader.done():
             reader.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -355,20 +354,12 @@ async def _read(ws: StreamSocket, codec: MediaStreamCodec, leg: MediaStreamLeg) 
         except asyncio.CancelledError:
             raise
         except Exception:
-            leg.carrier_closed(
-                CallEnd.caller_hangup("The carrier closed the media stream: the call ended")
-            )
+            leg.carrier_closed(_CARRIER_CLOSED)
             return NORMAL_CLOSURE
         try:
             events = codec.decode(message, received_at=loop.time())
         except MediaStreamProtocolError as exc:
-            leg.carrier_closed(
-                CallEnd(
-                    DisconnectReason.CARRIER_ERROR,
-                    Blame.CARRIER,
-                    f"The carrier sent a malformed media-stream message: {exc}"[:500],
-                )
-            )
+            leg.carrier_closed(_malformed(exc))
             return POLICY_VIOLATION
         for event in events:
             leg.receive(event)
@@ -390,13 +381,7 @@ async def _read_pushed(ws: PushStreamSocket, codec: MediaStreamCodec, leg: Media
         try:
             events = codec.decode(message, received_at=loop.time())
         except MediaStreamProtocolError as exc:
-            leg.carrier_closed(
-                CallEnd(
-                    DisconnectReason.CARRIER_ERROR,
-                    Blame.CARRIER,
-                    f"The carrier sent a malformed media-stream message: {exc}"[:500],
-                )
-            )
+            leg.carrier_closed(_malformed(exc))
             finish(POLICY_VIOLATION)
             return
         try:
@@ -415,9 +400,7 @@ async def _read_pushed(ws: PushStreamSocket, codec: MediaStreamCodec, leg: Media
 
     def on_lost(_: asyncio.Future[None]) -> None:
         if not outcome.done():
-            leg.carrier_closed(
-                CallEnd.caller_hangup("The carrier closed the media stream: the call ended")
-            )
+            leg.carrier_closed(_CARRIER_CLOSED)
             finish(NORMAL_CLOSURE)
 
     ws.lost.add_done_callback(on_lost)
@@ -427,6 +410,15 @@ async def _read_pushed(ws: PushStreamSocket, codec: MediaStreamCodec, leg: Media
     finally:
         ws.lost.remove_done_callback(on_lost)
         ws.set_handler(None)
+
+
+def _malformed(exc: MediaStreamProtocolError) -> CallEnd:
+    """How a call ends on a message the carrier should not have sent."""
+    return CallEnd(
+        DisconnectReason.CARRIER_ERROR,
+        Blame.CARRIER,
+        f"The carrier sent a malformed media-stream message: {exc}"[:500],
+    )
 
 
 def _carrier_headers(carrier: Carrier, started: StreamStarted) -> dict[str, str]:

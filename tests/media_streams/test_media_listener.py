@@ -128,6 +128,23 @@ def stream_path(url: str) -> str:
     return "/" + url.split("/", 3)[3]
 
 
+async def started_peer(gateway: Gateway, name: str) -> tuple[str, FramePeer]:
+    """A trunk, its answered stream on a ``FramePeer``, ``connected`` and ``start`` sent."""
+    trunk = await gateway.trunk(name)
+    url = await answered_stream_url(gateway, trunk.trunk.id)
+    connected, start, *_ = recorded_json("twilio_inbound_call.jsonl")
+    peer = await FramePeer.open(gateway.stream_port, stream_path(url))
+    await peer.send_json(connected)
+    await peer.send_json(start)
+    await answered(trunk.trunk.id)
+    return trunk.trunk.id, peer
+
+
+async def assert_ended_by_the_caller(trunk_id: str) -> None:
+    call = await final_call(trunk_id)
+    assert (call.status, call.disconnect_reason, call.blame) == ("completed", "hangup", "caller")
+
+
 @on_listener
 async def test_health_answer_and_what_is_not_a_stream(gateway: Gateway) -> None:
     assert await http_get(gateway.stream_port, "/healthz") == (200, b"ok")
@@ -160,39 +177,27 @@ async def test_a_fragmented_start_is_reassembled_and_the_call_runs(gateway: Gate
         while True:
             event = await peer.next_event()
             assert isinstance(event, Frame), event
-            if event.opcode is Opcode.TEXT and json.loads(event.data)["event"] == "media":
+            if event.opcode is Opcode.TEXT and json.loads(bytes(event.data))["event"] == "media":
                 break
         await peer.send_json(stop)
         assert (await peer.close_frame()).code == 1000
         await peer.eof()
     finally:
         peer.close()
-    call = await final_call(trunk.trunk.id)
-    assert (call.status, call.disconnect_reason, call.blame) == (
-        "completed",
-        "hangup",
-        "caller",
-    )
+    await assert_ended_by_the_caller(trunk.trunk.id)
 
 
 @on_listener  # Hypercorn's route drops the connection without a close frame
 async def test_invalid_utf8_in_a_text_message_fails_the_stream_1007(gateway: Gateway) -> None:
-    trunk = await gateway.trunk("tw-utf8")
-    url = await answered_stream_url(gateway, trunk.trunk.id)
-    connected, start, *_ = recorded_json("twilio_inbound_call.jsonl")
-    peer = await FramePeer.open(gateway.stream_port, stream_path(url))
+    trunk_id, peer = await started_peer(gateway, "tw-utf8")
     try:
-        await peer.send_json(connected)
-        await peer.send_json(start)
-        await answered(trunk.trunk.id)
         await peer.send(Frame(Opcode.TEXT, b'{"event": "media", "x": "\xff\xfe"}'))
         # RFC 6455 §8.1: invalid UTF-8 in a text message fails the connection with 1007.
         assert (await peer.close_frame()).code == 1007
         await peer.eof()
     finally:
         peer.close()
-    call = await final_call(trunk.trunk.id)
-    assert call.status == "completed" and call.blame == "caller"
+    await assert_ended_by_the_caller(trunk_id)
 
 
 @on_listener
@@ -229,14 +234,8 @@ async def test_a_continuation_of_no_message_fails_the_stream_1002(gateway: Gatew
 async def test_the_carrier_closing_ends_the_call_and_the_server_closes_tcp(
     gateway: Gateway,
 ) -> None:
-    trunk = await gateway.trunk("tw-close")
-    url = await answered_stream_url(gateway, trunk.trunk.id)
-    connected, start, *_ = recorded_json("twilio_inbound_call.jsonl")
-    peer = await FramePeer.open(gateway.stream_port, stream_path(url))
+    trunk_id, peer = await started_peer(gateway, "tw-close")
     try:
-        await peer.send_json(connected)
-        await peer.send_json(start)
-        await answered(trunk.trunk.id)
         assert peer.protocol is not None
         peer.protocol.send_close(1000, "bye")
         await peer._flush()  # noqa: SLF001
@@ -246,12 +245,7 @@ async def test_the_carrier_closing_ends_the_call_and_the_server_closes_tcp(
         await peer.eof()
     finally:
         peer.close()
-    call = await final_call(trunk.trunk.id)
-    assert (call.status, call.disconnect_reason, call.blame) == (
-        "completed",
-        "hangup",
-        "caller",
-    )
+    await assert_ended_by_the_caller(trunk_id)
 
 
 @on_listener
@@ -405,7 +399,7 @@ def test_a_live_node_serves_streams_on_the_listener_and_drains_them(tmp_path: Pa
     ]
     with live_server(f"sqlite://{tmp_path / 'telepath.db'}", args=args) as server:
         api = server.session(server.api_key())
-        body = {
+        body: dict[str, Any] = {
             "name": "streams",
             "ai_provider": "echo",
             "sip_username": "streams",
