@@ -127,7 +127,9 @@ class MediaStreamListener:
             websocket_handshake_timeout=HANDSHAKE_TIMEOUT_S,
             # A handler that raises is our bug: picows logs it and closes the stream 1011.
             disconnect_on_exception=True,
-            enable_auto_ping=False,  # carriers keep their streams alive themselves
+            # No keep-alive pings, as on the route (Hypercorn sends none by default): a
+            # stream lives as long as its call, which ends by stop, close or status callback.
+            enable_auto_ping=False,
             enable_auto_pong=True,
             max_frame_size=MAX_MESSAGE_BYTES,
             logger_name=logger,
@@ -162,7 +164,9 @@ class MediaStreamListener:
             return WSUpgradeResponseWithListener(WSUpgradeResponse.create_ok_response(b"ok"), None)
         found = _STREAM_PATH.fullmatch(path)
         if found is None:
-            logger.info("media listener: no stream at %r (404)", path[:100])
+            # A stream path's tail may hold a call token: not written to the log.
+            shown = "/v1/media/…" if path.startswith("/v1/media/") else path[:100]
+            logger.info("media listener: no stream at %r (404)", shown)
             return None
         carrier, token = Carrier(found.group(1)), found.group(2)
         headers = {k.lower(): v for k, v in request.headers.items()}
