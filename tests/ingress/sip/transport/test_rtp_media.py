@@ -348,14 +348,25 @@ async def test_pacing_is_one_packet_per_ptime_without_bursts(pool: RtpPortPool) 
         stream.play(AudioFrame(PCMU, b"".join(voice(n) for n in range(20))))
         await peer.wait_for(lambda: len(peer.rtp(0)) >= 60, within=5.0)
         got = peer.received[:60]
-        gaps = [(b.at - a.at) * 1000 for a, b in zip(got, got[1:], strict=False)]
         skipped = stream.stats()["slots_skipped"]
         assert (got[-1].at - got[0].at) * 1000 / 59 == pytest.approx(
             20 * (1 + skipped / 59), abs=1.0
         )
-        assert min(gaps) > 10, f"burst: {min(gaps):.1f} ms between two packets"
-
         packets = [RtpPacket.parse(r.data) for r in got]
+        # No burst: two packets under 10 ms apart only when the first was late and the
+        # second is back on the 20 ms grid (a loop that stalled on a loaded CI host: the
+        # pacer keeps its grid). Each packet's place on the grid is its arrival less its
+        # slot (from its RTP timestamp); the grid is where most packets are.
+        offsets = [
+            (r.at - got[0].at) * 1000 - ((p.timestamp - packets[0].timestamp) & 0xFFFFFFFF) / 8
+            for r, p in zip(got, packets, strict=True)
+        ]
+        on_grid = sorted(offsets)[len(offsets) // 2]
+        for i in range(len(got) - 1):
+            gap = (got[i + 1].at - got[i].at) * 1000
+            off = offsets[i + 1] - on_grid
+            assert gap > 10 or abs(off) < 5, f"burst: {gap:.1f} ms apart, then {off:+.1f} ms"
+
         seqs = [p.sequence_number for p in packets]
         assert all((b - a) & 0xFFFF == 1 for a, b in zip(seqs, seqs[1:], strict=False))
         steps = [
